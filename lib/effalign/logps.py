@@ -1,0 +1,325 @@
+"""Tokenisation of preference pairs and completion log-probabilities (reference and policy).
+
+TRL 1.16 truncates with ``keep_start`` only and silently drops pairs whose prompt alone reaches
+``max_length`` (a quarter of HH pairs at 192 tokens). This module tokenises pairs itself: the
+prompt through the chat template (generation prompt included) keeping its **last**
+``max_prompt_tokens`` tokens, each completion keeping its **first** ``max_completion_tokens``
+tokens (the end-of-turn token included when it fits), and counts every cut in a
+:class:`TruncationReport`. No pair is dropped.
+
+:func:`completion_logps` computes summed log-probabilities of the completion tokens, running the
+LM head only on completion positions (a bf16 matmul, log-softmax in float32), which is where
+most CPU time goes otherwise. :func:`reference_logps` computes them once per pair under the
+reference policy and caches them on disk (SQLite, keyed by model fingerprint, tokenisation
+settings and pair content), so one pool's reference numbers serve every subset: the margin
+samplers and DPO training read the same cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .models import cache_dir
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    """How pairs are cut to length (the prompt keeps its end, completions their start)."""
+
+    max_prompt_tokens: int = 128
+    max_completion_tokens: int = 64
+
+    @property
+    def max_length(self) -> int:
+        return self.max_prompt_tokens + self.max_completion_tokens
+
+
+@dataclass
+class TokenizedPair:
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+    @property
+    def n_tokens(self) -> int:
+        return 2 * len(self.prompt_ids) + len(self.chosen_ids) + len(self.rejected_ids)
+
+
+@dataclass
+class TruncationReport:
+    """How many pairs lost prompt or completion tokens (nothing is dropped)."""
+
+    pairs: int = 0
+    prompt_truncated: int = 0
+    chosen_truncated: int = 0
+    rejected_truncated: int = 0
+    prompt_tokens_cut: int = 0
+    completion_tokens_cut: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.pairs} pairs tokenised: prompt cut in {self.prompt_truncated}, chosen cut in "
+            f"{self.chosen_truncated}, rejected cut in {self.rejected_truncated} "
+            f"({self.prompt_tokens_cut} prompt and {self.completion_tokens_cut} completion tokens removed)"
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return list(out)
+
+
+def completion_token_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of an assistant completion: its text then the end-of-turn (EOS) token."""
+    text = "\n".join(m["content"] for m in messages)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return list(ids) + [tokenizer.eos_token_id]
+
+
+def tokenize_pairs(
+    pairs: Sequence[Any], tokenizer: Any, config: TokenizeConfig = TokenizeConfig()
+) -> tuple[list[TokenizedPair], TruncationReport]:
+    """Tokenise pairs, cutting prompts from the left and completions from the right; count cuts."""
+    report = TruncationReport()
+    out = []
+    for pair in pairs:
+        p = _prompt_ids(tokenizer, pair.prompt)
+        c = completion_token_ids(tokenizer, pair.chosen)
+        r = completion_token_ids(tokenizer, pair.rejected)
+        report.pairs += 1
+        if len(p) > config.max_prompt_tokens:
+            report.prompt_truncated += 1
+            report.prompt_tokens_cut += len(p) - config.max_prompt_tokens
+            p = p[-config.max_prompt_tokens :]
+        for name, ids in (("chosen", c), ("rejected", r)):
+            if len(ids) > config.max_completion_tokens:
+                setattr(report, f"{name}_truncated", getattr(report, f"{name}_truncated") + 1)
+                report.completion_tokens_cut += len(ids) - config.max_completion_tokens
+        out.append(TokenizedPair(p, c[: config.max_completion_tokens], r[: config.max_completion_tokens]))
+    return out, report
+
+
+@dataclass
+class Batch:
+    """Right-padded prompt+completion sequences with a mask over completion targets."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    target_mask: torch.Tensor  # 1 where input_ids[t] is a completion token (predicted from t-1)
+    n_tokens: int = 0
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.target_mask.to(device), self.n_tokens)
+
+
+def collate(sequences: Sequence[tuple[list[int], list[int]]], pad_id: int) -> Batch:
+    """Build a right-padded batch from (prompt ids, completion ids) tuples."""
+    length = max(len(p) + len(c) for p, c in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(sequences), length), dtype=torch.long)
+    target = torch.zeros((len(sequences), length), dtype=torch.bool)
+    n = 0
+    for i, (p, c) in enumerate(sequences):
+        seq = p + c
+        ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attn[i, : len(seq)] = 1
+        target[i, len(p) : len(seq)] = True
+        n += len(seq)
+    return Batch(ids, attn, target, n)
+
+
+def pair_batch(tokenized: Sequence[TokenizedPair], pad_id: int) -> Batch:
+    """Chosen sequences first, then rejected ones (rows i and i + n belong to pair i)."""
+    seqs = [(t.prompt_ids, t.chosen_ids) for t in tokenized] + [(t.prompt_ids, t.rejected_ids) for t in tokenized]
+    return collate(seqs, pad_id)
+
+
+def _decoder_and_head(model: Any) -> tuple[Any, Any]:
+    """The transformer body and the LM head of a causal LM (PEFT-wrapped models included)."""
+    base = model
+    if hasattr(base, "get_base_model"):
+        base = base.get_base_model()
+    body = getattr(base, base.base_model_prefix, None) if hasattr(base, "base_model_prefix") else None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if body is None or head is None:
+        raise TypeError(f"{type(model).__name__} does not expose a decoder body and an LM head")
+    return body, head
+
+
+def completion_logps(model: Any, batch: Batch, *, autocast: bool | None = None) -> torch.Tensor:
+    """Summed log-probabilities of the completion tokens of each row of ``batch``.
+
+    Runs the decoder body once, then the LM head only at positions that predict a completion
+    token, in the model's dtype (bf16 on CPU by default), with log-softmax in float32.
+    ``autocast`` wraps the forward in bf16 autocast (default: on for a float32 model on CPU).
+    """
+    device = next(model.parameters()).device
+    batch = batch.to(device)
+    body, head = _decoder_and_head(model)
+    if autocast is None:
+        autocast = device.type == "cpu" and next(model.parameters()).dtype == torch.float32 and model.training
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext()
+    with ctx:
+        hidden = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        # position t predicts token t+1
+        pred_mask = batch.target_mask[:, 1:]
+        rows, cols = pred_mask.nonzero(as_tuple=True)
+        h = hidden[:, :-1][rows, cols]
+        logits = head(h)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    targets = batch.input_ids[:, 1:][rows, cols]
+    token_logp = logp.gather(-1, targets[:, None]).squeeze(-1)
+    out = torch.zeros(batch.input_ids.shape[0], dtype=torch.float32, device=device)
+    return out.index_add(0, rows, token_logp)
+
+
+def model_fingerprint(model: Any) -> str:
+    """A content hash of a model's weights (a strided sample of every tensor) and config."""
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // 4096)
+            digest.update(name.encode())
+            digest.update(flat[::step].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def pair_key(pair: Any) -> str:
+    """Content hash of one pair (prompt, chosen, rejected)."""
+    payload = json.dumps([pair.prompt, pair.chosen, pair.rejected], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class LogpCache:
+    """SQLite table ``(namespace, pair key) -> (chosen logp, rejected logp)``."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else cache_dir() / "ref_logps.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(self.path, timeout=60)) as con, con:
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS logps (ns TEXT, key TEXT, chosen REAL, rejected REAL, PRIMARY KEY (ns, key))"
+            )
+
+    def get(self, ns: str, keys: Sequence[str]) -> dict[str, tuple[float, float]]:
+        found: dict[str, tuple[float, float]] = {}
+        with closing(sqlite3.connect(self.path, timeout=60)) as con:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT key, chosen, rejected FROM logps WHERE ns = ? AND key IN ({marks})"
+                for key, c, r in con.execute(q, [ns, *chunk]):
+                    found[key] = (c, r)
+        return found
+
+    def put(self, ns: str, items: dict[str, tuple[float, float]]) -> None:
+        with closing(sqlite3.connect(self.path, timeout=60)) as con, con:
+            con.executemany(
+                "INSERT OR REPLACE INTO logps VALUES (?, ?, ?, ?)", [(ns, k, c, r) for k, (c, r) in items.items()]
+            )
+
+
+@dataclass
+class ReferenceLogps:
+    """Reference log-probs of each pair's chosen and rejected completion, and what it cost."""
+
+    chosen: np.ndarray
+    rejected: np.ndarray
+    computed: int = 0  # pairs computed now (the rest came from the cache)
+    forward_calls: int = 0
+    truncation: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def margins(self) -> np.ndarray:
+        return self.chosen - self.rejected
+
+    def __getitem__(self, key: str) -> np.ndarray:  # dict-style access: ref["chosen"]
+        return {"chosen": self.chosen, "rejected": self.rejected, "margin": self.margins}[key]
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to cut padding."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def reference_logps(
+    pairs: Sequence[Any],
+    policy: str | tuple[Any, Any] = "smollm2-135m-instruct",
+    *,
+    config: TokenizeConfig = TokenizeConfig(),
+    batch_size: int = 8,
+    cache: bool | str | Path = True,
+    progress: bool | None = None,
+) -> ReferenceLogps:
+    """Reference log-probs for every pair, computed once per (model, tokenisation, pair).
+
+    ``policy`` is a policy name (loaded with :func:`effalign.models.load_policy`, bf16) or a
+    ``(model, tokenizer)`` tuple. Cached values are reused; only missing pairs are run, in
+    length-grouped batches with a progress bar.
+    """
+    if isinstance(policy, str):
+        from .models import load_policy
+
+        model, tokenizer = load_policy(policy)
+    else:
+        model, tokenizer = policy
+    ns = f"{model_fingerprint(model)}:{config.max_prompt_tokens}:{config.max_completion_tokens}"
+    keys = [pair_key(p) for p in pairs]
+    store = LogpCache(None if cache is True else cache) if cache else None
+    found = store.get(ns, list(dict.fromkeys(keys))) if store else {}
+    missing_idx = [i for i, k in enumerate(keys) if k not in found]
+    # one computation per distinct missing pair
+    first_of: dict[str, int] = {}
+    for i in missing_idx:
+        first_of.setdefault(keys[i], i)
+    todo = list(first_of.values())
+    result = ReferenceLogps(np.zeros(len(pairs)), np.zeros(len(pairs)))
+    if todo:
+        tokenized, report = tokenize_pairs([pairs[i] for i in todo], tokenizer, config)
+        result.truncation = report.to_dict()
+        was_training = model.training
+        model.eval()
+        batches = length_sorted_batches([t.n_tokens for t in tokenized], batch_size)
+        show = progress if progress is not None else len(todo) > 64
+        new: dict[str, tuple[float, float]] = {}
+        for idx in tqdm(batches, desc="reference log-probs", disable=not show, unit="batch"):
+            batch = pair_batch([tokenized[j] for j in idx], tokenizer.pad_token_id)
+            lp = completion_logps(model, batch).cpu().numpy()
+            result.forward_calls += 1
+            n = len(idx)
+            for row, j in enumerate(idx):
+                new[keys[todo[j]]] = (float(lp[row]), float(lp[row + n]))
+            if store and len(new) >= 256:  # persist progressively: an interrupted run resumes
+                store.put(ns, new)
+                found.update(new)
+                new = {}
+        if store and new:
+            store.put(ns, new)
+        found.update(new)
+        model.train(was_training)
+        result.computed = len(todo)
+    for i, k in enumerate(keys):
+        result.chosen[i], result.rejected[i] = found[k]
+    return result
