@@ -75,6 +75,33 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import expand_grid, load_grid, run_specs
+
+    grid = load_grid(args.grid)
+    specs = expand_grid(grid)
+    store = args.store or grid.get("store") or "results"
+    print(f"{len(specs)} runs in grid {args.grid} (experiment {grid['experiment']}), store {store}")
+    if args.dry_run:
+        for s in specs:
+            print(s.key, s.sampler, s.budget, s.seed)
+        return 0
+    records = run_specs(specs, store, progress=not args.quiet)
+    print(f"{len(records)} records stored in {store}")
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from .experiment import rerun
+
+    out = rerun(args.key, args.store, progress=not args.quiet)
+    metric = args.metric
+    stored, new = out["stored"].get(metric), out["new"].get(metric)
+    print(json.dumps({"key": args.key, "metric": metric, "stored": stored, "new": new,
+                      "difference": None if stored is None or new is None else new - stored}, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="effalign", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="default", help="params/<profile>.yaml")
     p.add_argument("--no-execute", action="store_true", help="render only (notebooks already executed)")
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("run", help="run an experiment grid (select → train → evaluate → store), resumable")
+    p.add_argument("--grid", required=True, help="grid YAML (experiment, data, model, samplers, budgets|fractions, seeds, train, eval)")
+    p.add_argument("--store", default=None, help="result store directory (default: the grid's 'store' or results/)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their keys, run nothing")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("rerun", help="re-run one stored run from scratch and print the stored and new metric")
+    p.add_argument("key")
+    p.add_argument("--store", default="results")
+    p.add_argument("--metric", default="pref_accuracy")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_rerun)
 
     p = sub.add_parser("select", help="select a subset with a sampler and export it (TRL format)")
     p.add_argument("--source", required=True, help="hub id, local file or alias (hh-harmless, testbed)")

@@ -1,0 +1,250 @@
+"""Experiments: select → train → evaluate → store, one :class:`~effalign.runs.RunSpec` at a time.
+
+:func:`run_experiment` runs one spec; :func:`run_specs` runs many through the run store (a
+stored run is never recomputed); :func:`expand_grid` turns a grid mapping (YAML) into specs.
+The notebooks and ``python -m effalign run --grid grid.yaml`` use the same functions.
+
+A spec's ``data`` mapping names the data:
+
+- ``source``: the training data (alias, file or hub id);
+- ``eval_source`` (optional): separate evaluation pairs; otherwise ``source`` is split by prompt
+  with ``eval_size`` (count or fraction) and ``split_seed``;
+- ``pool_size`` (optional): keep the first ``pool_size`` pool pairs (after a seeded shuffle);
+- ``gen_prompts`` (optional): ``"testbed"`` to evaluate generations on the testbed's held-out
+  prompts with the gold reward (``gen_n`` of them).
+
+``budget`` is the number of training pairs (``None``: the whole pool). ``train`` holds
+:class:`~effalign.train.DPOTrainConfig` fields; ``eval`` holds ``batch_size``,
+``generation`` (bool), ``max_new_tokens`` and ``kl_samples``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import PreferenceData, load_preferences, repo_dir, split_by_prompt
+from .logps import ReferenceLogps, reference_logps
+from .runs import ResultStore, RunSpec, run_grid
+from .train import DPOTrainConfig, prepare_policy, train_dpo
+
+DEFAULT_EVAL = {"batch_size": 8, "generation": False, "max_new_tokens": 96, "kl_samples": 1, "n_boot": 2000}
+
+
+@dataclass
+class Context:
+    """Caches shared by the runs of one process: data splits, base policies, reference outputs."""
+
+    data: dict[str, tuple[PreferenceData, PreferenceData]] = field(default_factory=dict)
+    policies: dict[tuple[str, bool], tuple[Any, Any]] = field(default_factory=dict)
+    ref_gen: dict[str, tuple[list[str], list[float]]] = field(default_factory=dict)
+
+    def split(self, data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
+        """Pool and evaluation pairs for a spec's ``data`` mapping (cached)."""
+        key = json.dumps(dict(data_spec), sort_keys=True)
+        if key not in self.data:
+            self.data[key] = load_split(data_spec)
+        return self.data[key]
+
+    def base_policy(self, name: str, lora: bool) -> tuple[Any, Any]:
+        """The untrained policy as training sees it (bf16 for LoRA, float32 for full fine-tuning)."""
+        key = (name, lora)
+        if key not in self.policies:
+            self.policies[key] = prepare_policy(name, DPOTrainConfig(lora=lora))
+        return self.policies[key]
+
+
+def load_split(data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
+    """Load a spec's pool and evaluation pairs (see the module docstring)."""
+    known = {"source", "eval_source", "eval_size", "split_seed", "pool_size", "gen_prompts", "gen_n", "split"}
+    unknown = set(data_spec) - known
+    if unknown:
+        raise ValueError(f"unknown data fields {sorted(unknown)}; known: {sorted(known)}")
+    data = load_preferences(data_spec["source"], split=data_spec.get("split"))
+    if data_spec.get("eval_source"):
+        pool, ev = data, load_preferences(data_spec["eval_source"])
+    else:
+        pool, ev = split_by_prompt(data, data_spec.get("eval_size", 300), seed=data_spec.get("split_seed", 0))
+    if data_spec.get("pool_size"):
+        rng = np.random.default_rng(data_spec.get("split_seed", 0))
+        order = rng.permutation(len(pool))[: int(data_spec["pool_size"])]
+        pool = pool.subset(sorted(order.tolist()))
+    return pool, ev
+
+
+def _ref(pairs: Sequence[Any], policy: tuple[Any, Any], config: DPOTrainConfig, progress: bool) -> ReferenceLogps:
+    return reference_logps(pairs, policy, config=config.tokenize, batch_size=8, progress=progress)
+
+
+def select_subset(spec: RunSpec, pool: PreferenceData, pool_ref: ReferenceLogps) -> tuple[np.ndarray, dict[str, Any]]:
+    """Indices chosen by the spec's sampler (all of the pool when the budget is the pool)."""
+    from .samplers import get_sampler
+
+    budget = len(pool) if spec.budget is None else int(spec.budget)
+    if budget == len(pool):
+        return np.arange(len(pool)), {"sampler": "full"}
+    params = dict(spec.sampler_params)
+    if spec.sampler.startswith("margin"):
+        params.setdefault("margins", pool_ref.margins)  # same tokenisation as training
+    sampler = get_sampler(spec.sampler, **params)
+    idx = sampler.select(pool, budget, spec.seed)
+    info: dict[str, Any] = {"sampler": repr(sampler)}
+    if hasattr(sampler, "component_budget_"):
+        info["component_budget"] = np.asarray(sampler.component_budget_).tolist()
+    return idx, info
+
+
+def _testbed_generation(ctx: Context, spec: RunSpec, model: Any, tokenizer: Any, progress: bool) -> dict[str, Any]:
+    from .evaluate import generation_eval
+    from .testbed import gold_reward_fn, load_eval_prompts
+
+    ev = {**DEFAULT_EVAL, **spec.eval}
+    prompts = load_eval_prompts()
+    n = spec.data.get("gen_n")
+    if n:
+        prompts = prompts[: int(n)]
+    metas = [p.to_metadata() for p in prompts]
+    messages = [p.messages() for p in prompts]
+
+    def reward(msgs: Sequence[Any], responses: Sequence[str]) -> list[float]:
+        return gold_reward_fn(metas, responses)
+
+    ref_model, _ = ctx.base_policy(spec.model, True)
+    key = f"{spec.model}:{len(prompts)}:{ev['max_new_tokens']}"
+    if key not in ctx.ref_gen:
+        from .evaluate import generate
+
+        responses = generate(ref_model, tokenizer, messages, max_new_tokens=ev["max_new_tokens"], progress=progress)
+        ctx.ref_gen[key] = (responses, reward(messages, responses))
+    ref_responses, ref_scores = ctx.ref_gen[key]
+    result = generation_eval(
+        model, tokenizer, messages, reward, ref_model=ref_model, ref_responses=ref_responses, ref_scores=ref_scores,
+        max_new_tokens=ev["max_new_tokens"], kl_samples=ev["kl_samples"], n_boot=ev["n_boot"], seed=spec.seed,
+        progress=progress,
+    )
+    return result.to_dict()
+
+
+def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool = True) -> dict[str, Any]:
+    """Select, train and evaluate one spec; returns metrics (with an ``extra`` entry for details)."""
+    from .evaluate import preference_accuracy, reference_preference_accuracy
+
+    ctx = ctx or Context()
+    config = DPOTrainConfig.from_dict({**spec.train, "seed": spec.seed})
+    ev = {**DEFAULT_EVAL, **spec.eval}
+    torch.manual_seed(spec.seed)
+    pool, eval_pairs = ctx.split(spec.data)
+    base = ctx.base_policy(spec.model, config.lora)
+    pool_ref = _ref(pool, base, config, progress)
+    eval_ref = _ref(eval_pairs, base, config, progress)
+
+    t0 = time.perf_counter()
+    idx, select_info = select_subset(spec, pool, pool_ref)
+    select_s = time.perf_counter() - t0
+    subset = pool.subset(idx)
+    sub_ref = ReferenceLogps(pool_ref.chosen[idx], pool_ref.rejected[idx])
+
+    result = train_dpo(spec.model, subset, config, ref=sub_ref, progress=progress)
+    model, tokenizer = result.model, result.tokenizer
+    pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
+                               batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed, progress=progress)
+    metrics: dict[str, Any] = {
+        "n_train": len(subset),
+        "pool_size": len(pool),
+        "fraction": len(subset) / len(pool),
+        **pref.to_dict(),
+        "ref_pref_accuracy": reference_preference_accuracy(eval_ref),
+        "select_s": round(select_s, 2),
+        **{k: v for k, v in result.metrics.items() if k != "truncation"},
+    }
+    if ev["generation"] and spec.data.get("gen_prompts") == "testbed":
+        metrics.update(_testbed_generation(ctx, spec, model, tokenizer, progress))
+    metrics["extra"] = {
+        "loss_curve": result.loss_curve,
+        "selected": np.asarray(idx).tolist(),
+        "select_info": select_info,
+        "truncation": result.metrics["truncation"],
+        "data_fingerprint": {"pool": pool.fingerprint(), "eval": eval_pairs.fingerprint()},
+    }
+    return metrics
+
+
+def run_specs(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, progress: bool = True,
+              ctx: Context | None = None) -> list[dict[str, Any]]:
+    """Run every spec not yet in ``store`` (resumable); returns all their records."""
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    ctx = ctx or Context()
+    return run_grid(specs, lambda s: run_experiment(s, ctx, progress=progress), store, progress=progress,
+                    desc="experiment grid")
+
+
+def expand_grid(grid: Mapping[str, Any]) -> list[RunSpec]:
+    """Specs from a grid: experiment, data, model, samplers, budgets or fractions, seeds, train, eval.
+
+    ``samplers`` is a list of names or ``{name, params}`` mappings; ``fractions`` are converted to
+    budgets with the pool size (``1.0`` means the whole pool, budget ``None``).
+    """
+    required = {"experiment", "data", "samplers", "seeds"}
+    missing = required - set(grid)
+    if missing:
+        raise ValueError(f"grid is missing {sorted(missing)}")
+    if ("budgets" in grid) == ("fractions" in grid):
+        raise ValueError("a grid needs exactly one of 'budgets' or 'fractions'")
+    budgets: list[int | None]
+    if "fractions" in grid:
+        pool, _ = load_split(grid["data"])
+        budgets = [None if float(f) >= 1.0 else max(1, round(float(f) * len(pool))) for f in grid["fractions"]]
+    else:
+        budgets = [None if b in (None, "full") else int(b) for b in grid["budgets"]]
+    specs = []
+    for sampler, budget, seed in itertools.product(grid["samplers"], budgets, grid["seeds"]):
+        name, params = (sampler, {}) if isinstance(sampler, str) else (sampler["name"], sampler.get("params", {}))
+        if budget is None and name != "random":
+            continue  # the full pool is the same for every sampler: one run per seed
+        specs.append(
+            RunSpec(
+                experiment=grid["experiment"], data=dict(grid["data"]),
+                model=grid.get("model", "smollm2-135m-instruct"), sampler=name if budget is not None else "full",
+                budget=budget, seed=int(seed), sampler_params=dict(params), train=dict(grid.get("train", {})),
+                eval=dict(grid.get("eval", {})),
+            )
+        )
+    return specs
+
+
+def load_grid(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    grid = yaml.safe_load(Path(path).read_text())
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path}: a grid file must be a mapping")
+    return grid
+
+
+def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Re-run a stored spec from scratch (not stored again); returns stored and new metrics."""
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    record = store.get(key)
+    if record is None:
+        raise ValueError(f"no stored run with key {key!r} in {store.path}")
+    spec = RunSpec.from_dict(record["spec"])
+    new = run_experiment(spec, progress=progress)
+    new.pop("extra", None)
+    return {"key": key, "spec": spec.to_dict(), "stored": record["metrics"], "new": new}
+
+
+def default_store() -> ResultStore:
+    return ResultStore(repo_dir() / "results")
+
+
+def spec_digest(specs: Sequence[RunSpec]) -> str:
+    return hashlib.sha256("".join(s.key for s in specs).encode()).hexdigest()[:12]

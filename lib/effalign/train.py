@@ -1,0 +1,338 @@
+"""DPO training through TRL: CPU bf16 by default, CUDA when present.
+
+:class:`DPOTrainConfig` holds every hyper-parameter in one place; :func:`train_dpo` runs it.
+The run goes through TRL's ``DPOTrainer`` (optimiser, schedule, LoRA through PEFT, accelerate,
+logging) with a small subclass, :class:`FastDPOTrainer`, that
+
+- takes pairs already tokenised by :mod:`effalign.logps` (prompt keeps its end, completions their
+  start: nothing is dropped, unlike TRL 1.16's ``keep_start`` filter),
+- takes the reference log-probs as columns (``ref_chosen_logps``/``ref_rejected_logps``) from the
+  per-pool cache, skipping TRL's own preparation and precomputation, so one pool's reference
+  numbers serve every subset,
+- computes the policy's log-probs with :func:`effalign.logps.completion_logps` (LM head only at
+  completion positions, bf16) instead of TRL's full-vocabulary pass with entropy and token
+  accuracy, which on CPU runs through a float32 fallback.
+
+The loss is TRL's standard ``sigmoid`` DPO loss, ``-log σ(β[(log πθ(yw) − log πref(yw)) −
+(log πθ(yl) − log πref(yl))])``; ``fast_logps=False`` falls back to TRL's own loss code.
+
+Several GPUs: the same code runs under ``accelerate launch`` (TRL's trainer is accelerate-aware),
+e.g. ``accelerate launch --num_processes 4 -m effalign run --grid params/grid_gpu.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .logps import (
+    Batch,
+    ReferenceLogps,
+    TokenizeConfig,
+    completion_logps,
+    reference_logps,
+    tokenize_pairs,
+)
+from .models import default_device, load_policy
+
+
+@dataclass(frozen=True)
+class DPOTrainConfig:
+    """DPO hyper-parameters and run settings (defaults: the fastest CPU settings measured).
+
+    ``lora_targets=None`` with ``lora=True`` means all linear layers. ``precision="auto"`` is
+    bf16 autocast over float32 master weights (full fine-tuning) or over a frozen bf16 base
+    (LoRA, adapters in float32): pure-bf16 full fine-tuning barely learns at small learning
+    rates because bf16 weights swallow small updates.
+    """
+
+    beta: float = 0.1
+    learning_rate: float = 5e-4
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_prompt_tokens: int = 128
+    max_completion_tokens: int = 64
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] | None = ("q_proj", "v_proj")
+    warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    fast_logps: bool = True
+    seed: int = 0
+    max_steps: int = -1
+    logging_steps: int = 1
+
+    @property
+    def tokenize(self) -> TokenizeConfig:
+        return TokenizeConfig(self.max_prompt_tokens, self.max_completion_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lora_targets"] = list(self.lora_targets) if self.lora_targets else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DPOTrainConfig:
+        d = dict(d)
+        if d.get("lora_targets") is not None:
+            d["lora_targets"] = tuple(d["lora_targets"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown DPOTrainConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """The trained policy and what the run measured."""
+
+    model: Any
+    tokenizer: Any
+    metrics: dict[str, Any]
+    loss_curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def _trl() -> Any:
+    import trl
+
+    return trl
+
+
+def _make_trainer_class() -> type:
+    from trl import DPOTrainer
+
+    class FastDPOTrainer(DPOTrainer):
+        """DPOTrainer for pre-tokenised pairs with precomputed reference log-probs (see module doc)."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # noqa: D401
+            if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names):
+                return dataset
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            if {"ref_chosen_logps", "ref_rejected_logps"} <= set(dataset.column_names):
+                return dataset
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            if not getattr(self, "fast_logps", True) or self.loss_types != ["sigmoid"]:
+                return super()._compute_loss(model, inputs, return_outputs)
+            mode = "train" if self.model.training else "eval"
+            batch = Batch(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"].bool())
+            logps = completion_logps(model, batch)  # same numeric path as the reference log-probs
+            chosen_logps, rejected_logps = logps.chunk(2, dim=0)
+            chosen_ratio = chosen_logps - inputs["ref_chosen_logps"].float()
+            rejected_ratio = rejected_logps - inputs["ref_rejected_logps"].float()
+            loss = -F.logsigmoid(self.beta * (chosen_ratio - rejected_ratio)).mean()
+            with torch.no_grad():
+                chosen_rewards = self.beta * chosen_ratio.detach()
+                rejected_rewards = self.beta * rejected_ratio.detach()
+                m = self._metrics[mode]
+                if mode == "train":
+                    self._total_train_tokens += int(inputs["attention_mask"].sum().item())
+                m["num_tokens"] = [self._total_train_tokens]
+                m["rewards/chosen"].append(chosen_rewards.mean().item())
+                m["rewards/rejected"].append(rejected_rewards.mean().item())
+                m["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
+                m["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
+                m["logps/chosen"].append(chosen_logps.detach().mean().item())
+                m["logps/rejected"].append(rejected_logps.detach().mean().item())
+            if return_outputs:
+                return loss, {"chosen_logps": chosen_logps, "rejected_logps": rejected_logps}
+            return loss
+
+    return FastDPOTrainer
+
+
+def _loss_curve_callback(curve: list[dict[str, float]], start: list[float]) -> Any:
+    from transformers import TrainerCallback
+
+    class LossCurve(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            start[0] = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                curve.append(
+                    {
+                        "step": state.global_step,
+                        "epoch": round(state.epoch or 0.0, 4),
+                        "loss": float(logs["loss"]),
+                        "margin": float(logs.get("rewards/margins", math.nan)),
+                        "accuracy": float(logs.get("rewards/accuracies", math.nan)),
+                        "seconds": round(time.perf_counter() - start[0], 2),
+                    }
+                )
+
+    return LossCurve()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory: CUDA allocator peak on GPU, else the process's peak resident set (CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prepare_policy(policy: str | tuple[Any, Any], config: DPOTrainConfig) -> tuple[Any, Any]:
+    """Load the policy for training: float32 master weights (full) or a bf16 frozen base (LoRA).
+
+    On CUDA the weights are bf16 for LoRA and float32 for full fine-tuning, with bf16 autocast.
+    """
+    if isinstance(policy, str):
+        dtype = torch.bfloat16 if config.lora else torch.float32
+        return load_policy(policy, dtype=dtype)
+    model, tokenizer = policy
+    if not config.lora and next(model.parameters()).dtype != torch.float32:
+        model = model.float()
+    return model, tokenizer
+
+
+def pairs_dataset(tokenized: Sequence[Any], ref: ReferenceLogps) -> Any:
+    import datasets
+
+    return datasets.Dataset.from_dict(
+        {
+            "prompt_ids": [t.prompt_ids for t in tokenized],
+            "chosen_ids": [t.chosen_ids for t in tokenized],
+            "rejected_ids": [t.rejected_ids for t in tokenized],
+            "ref_chosen_logps": [float(x) for x in ref.chosen],
+            "ref_rejected_logps": [float(x) for x in ref.rejected],
+            "length": [t.n_tokens for t in tokenized],
+        }
+    )
+
+
+def train_dpo(
+    policy: str | tuple[Any, Any],
+    pairs: Sequence[Any],
+    config: DPOTrainConfig = DPOTrainConfig(),
+    *,
+    ref: ReferenceLogps | None = None,
+    output_dir: str | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune ``policy`` with DPO on ``pairs`` and measure the run.
+
+    ``policy`` is a name (see :func:`effalign.models.load_policy`) or a ``(model, tokenizer)``
+    tuple (trained in place). ``ref`` gives the pairs' reference log-probs; when omitted they
+    come from the on-disk cache (computed once per pair under the untrained policy). Returns the
+    trained model and metrics: final and first loss, steps, wall time, tokens and pairs per
+    second, peak memory, truncation counts, and the per-step loss curve.
+    """
+    if len(pairs) == 0:
+        raise ValueError("train_dpo needs at least one pair")
+    torch.manual_seed(config.seed)
+    model, tokenizer = prepare_policy(policy, config)
+    device = default_device()
+    model.to(device)
+    if ref is None:
+        ref = reference_logps(pairs, (model, tokenizer), config=config.tokenize, progress=progress)
+    if len(ref.chosen) != len(pairs):
+        raise ValueError(f"ref holds {len(ref.chosen)} log-probs for {len(pairs)} pairs")
+    tokenized, trunc = tokenize_pairs(pairs, tokenizer, config.tokenize)
+    dataset = pairs_dataset(tokenized, ref)
+
+    trl = _trl()
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_targets) if config.lora_targets else "all-linear",
+            task_type="CAUSAL_LM",
+        )
+    on_cpu = device.type == "cpu"
+    tmp = tempfile.TemporaryDirectory(prefix="effalign-dpo-") if output_dir is None else None
+    args = trl.DPOConfig(
+        output_dir=output_dir or tmp.name,
+        beta=config.beta,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        warmup_steps=float(config.warmup_ratio) if 0 < config.warmup_ratio < 1 else 0,
+        lr_scheduler_type=config.lr_scheduler,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        max_length=None,
+        precompute_ref_log_probs=True,
+        bf16=not on_cpu,  # on CPU, completion_logps chooses autocast itself (see logps.autocast_default)
+        use_cpu=on_cpu,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        dataloader_num_workers=0,
+    )
+    curve: list[dict[str, float]] = []
+    start = [time.perf_counter()]
+    trainer_cls = _make_trainer_class()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_loss_curve_callback(curve, start)],
+    )
+    trainer.fast_logps = config.fast_logps
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    t0 = time.perf_counter()
+    output = trainer.train()
+    wall = time.perf_counter() - t0
+    trained = trainer.model
+    if config.lora:
+        trained = trained.merge_and_unload()
+    trained.eval()
+    tokens = int(trainer._total_train_tokens) or sum(t.n_tokens for t in tokenized) * max(1, math.ceil(config.epochs))
+    pairs_seen = output.global_step * config.batch_size * config.grad_accum
+    pairs_seen = min(pairs_seen, int(math.ceil(config.epochs * len(pairs)))) if config.max_steps < 0 else pairs_seen
+    metrics = {
+        "train_loss": float(output.training_loss),
+        "first_loss": curve[0]["loss"] if curve else math.nan,
+        "last_loss": curve[-1]["loss"] if curve else math.nan,
+        "steps": int(output.global_step),
+        "pairs": len(pairs),
+        "pairs_seen": pairs_seen,
+        "wall_s": round(wall, 2),
+        "pairs_per_s": round(pairs_seen / wall, 3),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / wall, 1),
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "device": device.type,
+        "truncation": trunc.to_dict(),
+        "ref_computed": ref.computed,
+    }
+    if tmp is not None:
+        tmp.cleanup()
+    return TrainResult(trained, tokenizer, metrics, curve)
