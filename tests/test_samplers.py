@@ -278,7 +278,9 @@ def test_isa_entropy_and_mixed_scores() -> None:
     X = _two_blobs(500, 500, seed=4)
     s = ISASampler(dim=None, score="entropy", stratify=False)
     sel = s.select(X, 10, 0)
-    assert np.all(np.abs(X[sel, 0]) < 2.5)  # highest assignment entropy: the boundary between blobs
+    # highest assignment entropy: responsibilities nearest 1/2, i.e. the boundary between the blobs
+    assert set(sel) == set(np.argsort(np.abs(s.responsibilities_[:, 0] - 0.5))[:10])
+    assert np.all(np.searchsorted(np.sort(np.abs(X[:, 0])), np.abs(X[sel, 0])) < 20)
     assert np.all((s.entropy_ >= 0) & (s.entropy_ <= np.log(2) + 1e-9))
     m = ISASampler(dim=None, score="mixed")
     m.select(X, 10, 0)
@@ -346,3 +348,28 @@ def test_export_round_trip(tmp_path, monkeypatch) -> None:
         export_subset(str(src), "random", tmp_path / "y.jsonl", fraction=0.1, budget=3)
     with pytest.raises(ValueError, match=".jsonl"):
         export_subset(str(src), "random", tmp_path / "y.csv", budget=3)
+
+
+@pytest.mark.slow
+def test_margin_samplers_with_reference_logps(tmp_path, tiny) -> None:
+    """Margins from effalign.logps under a tiny random policy (SmolLM2 tokenizer), cached in tmp."""
+    from effalign.data import PreferencePair
+    from effalign.logps import reference_logps
+
+    policy = tiny
+    pairs = [
+        PreferencePair([{"role": "user", "content": f"Question {i}?"}],
+                       [{"role": "assistant", "content": "A good answer " * (i + 1)}],
+                       [{"role": "assistant", "content": f"No {i}."}])
+        for i in range(6)
+    ]
+    cache = str(tmp_path / "ref.sqlite")
+    low = get_sampler("margin_low", policy=policy, cache=cache)
+    sel = low.select(pairs, 3, 0)
+    ref = reference_logps(pairs, policy, cache=cache)
+    assert ref.computed == 0  # the sampler's numbers were cached for training to reuse
+    np.testing.assert_allclose(low.margins_, ref.chosen - ref.rejected)
+    assert set(sel) == set(np.argsort(low.margins_)[:3])
+    high = get_sampler("margin_high", policy=policy, cache=cache).select(pairs, 3, 0)
+    assert set(high) == set(np.argsort(-low.margins_)[:3])
+    json.dumps(low.get_params())  # a (model, tokenizer) policy is summarised

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--budget", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params", default=None, help='sampler parameters as JSON, e.g. \'{"dim": 16}\'')
-    p.add_argument("--out", required=True, help="output .jsonl (a .json sidecar is written beside it)")
+    p.add_argument("--out", required=True, help="output .jsonl or .jsonl.gz (a .meta.json sidecar is written beside it)")
     p.set_defaults(func=_cmd_select)
 
     p = sub.add_parser("testbed", help="the verifiable-instruction testbed")

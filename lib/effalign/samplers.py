@@ -38,6 +38,7 @@ select``) writes a selected subset in TRL's conversational format with a JSON si
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import numbers
@@ -248,9 +249,11 @@ def make_features(
     return reduce_features(raw_features(pool, model=model), dim=dim, standardize=standardize, seed=seed)
 
 
-def reference_margins(pairs: Sequence[Any], policy: str = SMOLLM2_ALIAS) -> np.ndarray:
+def reference_margins(pairs: Sequence[Any], policy: Any = SMOLLM2_ALIAS, cache: bool | str | Path = True) -> np.ndarray:
     """``log pi_ref(chosen | prompt) - log pi_ref(rejected | prompt)`` per pair (summed log-probs),
-    from :func:`effalign.logps.reference_logps`, which computes them once per pool and caches them."""
+    from :func:`effalign.logps.reference_logps`, which computes them once per pair and caches them
+    on disk (``cache``: True for ``<cache>/ref_logps.sqlite``, a path, or False); DPO training
+    reads the same cache. ``policy`` is a name or a ``(model, tokenizer)`` tuple."""
     try:
         from .logps import reference_logps
     except ImportError as err:
@@ -258,7 +261,7 @@ def reference_margins(pairs: Sequence[Any], policy: str = SMOLLM2_ALIAS) -> np.n
             "margin samplers need effalign.logps.reference_logps, which could not be imported "
             f"({err}); pass margins=... (or PairFeatures.ref_margins) explicitly"
         ) from err
-    lp = reference_logps(pairs, policy=policy)
+    lp = reference_logps(pairs, policy=policy, cache=cache)
     return np.asarray(lp["chosen"], dtype=np.float64) - np.asarray(lp["rejected"], dtype=np.float64)
 
 
@@ -331,6 +334,20 @@ def _ranked(values: np.ndarray, budget: int, seed: int, descending: bool) -> np.
 
 # --------------------------------------------------------------------------- base class
 
+#: Pools smaller than this run single-threaded: on small problems the hand-off cost of OpenMP/BLAS
+#: threads dominates (scikit-learn's k-means on 500 points: 5 ms with one thread, 0.5 s with two
+#: on a busy 2-core machine). Larger pools use the process's thread settings.
+SMALL_POOL = 20_000
+
+
+def _thread_limit(n: int) -> Any:
+    if n >= SMALL_POOL:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 
 class Sampler:
     """Base class: ``select(pool, budget, seed)`` validates, calls ``_select`` and checks the result."""
@@ -339,11 +356,15 @@ class Sampler:
     needs: ClassVar[str] = "any"  # what the sampler reads from a pool: features, lengths, margins
 
     def select(self, pool: Pool, budget: int, seed: int = 0) -> np.ndarray:
-        """Unique int64 pool indices, exactly ``budget``, in selection order (see module doc)."""
+        """Unique int64 pool indices, exactly ``budget``, in selection order (see module doc).
+
+        Pools under :data:`SMALL_POOL` pairs run with one BLAS/OpenMP thread (see there).
+        """
         n = pool_size(pool)
         budget = check_budget(budget, n)
         seed = check_seed(seed)
-        idx = np.asarray(self._select(pool, budget, seed), dtype=np.int64)
+        with _thread_limit(n):
+            idx = np.asarray(self._select(pool, budget, seed), dtype=np.int64)
         if idx.shape != (budget,) or np.unique(idx).size != budget or idx.min() < 0 or idx.max() >= n:
             raise RuntimeError(f"{self.name}: internal error, selection is not {budget} unique indices < {n}")
         self.selected_ = idx
@@ -368,6 +389,10 @@ class Sampler:
             v = getattr(self, p)
             if isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and len(v) > 16):
                 v = f"<array ({len(v)},)>"
+            elif not isinstance(v, (str, int, float, bool, type(None), list, tuple, dict)):
+                v = f"<{type(v).__name__}>"
+            elif isinstance(v, tuple) and not all(isinstance(x, (str, int, float, bool)) for x in v):
+                v = "<" + ", ".join(type(x).__name__ for x in v) + ">"
             out[p] = v
         return out
 
@@ -412,14 +437,16 @@ class ISASampler(_FeatureSampler):
     Gumbel-top-k within each component.
 
     Parameters: ``dim`` PCA components (None: no PCA), ``standardize``, ``n_components``,
-    ``covariance_type``, ``reg_covar``, ``max_iter``, ``n_init`` (GaussianMixture),
+    ``covariance_type``, ``reg_covar``, ``max_iter``, ``n_init`` (GaussianMixture; 3 restarts by
+    default, the best lower bound kept, because one k-means start can split two blobs badly),
     ``score`` ("surprisal" | "entropy" | "mixed"), ``temperature`` (0 = top-k; else Gumbel-top-k
     on score/temperature, in the score's units), ``stratify`` (False: one global Gumbel-top-k),
     ``embedder`` (embedding model for pairs).
 
     Fitted: ``mixture_``, ``scaler_``, ``pca_``, ``features_``, ``surprisal_``, ``entropy_``,
-    ``scores_``, ``responsibilities_``, ``labels_``, ``component_sizes_``, ``component_budget_``,
-    ``selected_`` (highest key first within the whole selection).
+    ``scores_``, ``keys_`` (score/temperature + Gumbel noise; the score when temperature is 0),
+    ``responsibilities_``, ``labels_`` (argmax responsibility), ``component_sizes_``,
+    ``component_budget_``, ``selected_`` (highest key first within the whole selection).
     """
 
     name = "isa"
@@ -436,7 +463,7 @@ class ISASampler(_FeatureSampler):
         standardize: bool = True,
         reg_covar: float = 1e-6,
         max_iter: int = 200,
-        n_init: int = 1,
+        n_init: int = 3,
         embedder: str = MINILM_ALIAS,
     ) -> None:
         self.dim = dim
@@ -466,7 +493,12 @@ class ISASampler(_FeatureSampler):
             n_components=self.n_components, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
             max_iter=self.max_iter, n_init=self.n_init, random_state=seed,
         )
-        with warnings.catch_warnings():
+        from threadpoolctl import threadpool_limits
+
+        # single-threaded: the mixture's products are thin (n x dim by dim x dim) and memory-bound;
+        # two BLAS threads made the fit 3-50x slower on a busy 2-core machine (0.8 s vs 2.6-44 s
+        # for 100k x 32)
+        with warnings.catch_warnings(), threadpool_limits(limits=1):
             warnings.filterwarnings("ignore", message=".*did not converge.*")
             gmm.fit(Z)
         self.mixture_ = gmm
@@ -714,15 +746,17 @@ class LongestSampler(Sampler):
 
 class _MarginSampler(Sampler):
     """Reference-margin ranking; ``margins`` (constructor) > ``PairFeatures.ref_margins`` >
-    :func:`reference_margins` of the pairs under ``policy``. Ties broken by a seeded permutation.
+    :func:`reference_margins` of the pairs under ``policy`` (a name or a ``(model, tokenizer)``
+    tuple; disk ``cache`` as there). Ties broken by a seeded permutation.
     Fitted: ``margins_``, ``selected_`` (in margin order)."""
 
     needs = "margins"
     descending: ClassVar[bool] = False
 
-    def __init__(self, policy: str = SMOLLM2_ALIAS, margins: Any = None) -> None:
+    def __init__(self, policy: Any = SMOLLM2_ALIAS, margins: Any = None, cache: bool | str = True) -> None:
         self.policy = policy
         self.margins = margins
+        self.cache = cache
 
     def _margins(self, pool: Pool) -> np.ndarray:
         if self.margins is not None:
@@ -731,7 +765,7 @@ class _MarginSampler(Sampler):
             return pool.ref_margins
         if not _is_pairs(pool):
             raise ValueError(f"{self.name} needs reference margins: pass pairs, PairFeatures with ref_margins, or margins=...")
-        return reference_margins(pool, policy=self.policy)
+        return reference_margins(pool, policy=self.policy, cache=self.cache)
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         margins = check_finite(self._margins(pool), "margins")
