@@ -76,3 +76,12 @@ def test_tiny_policy_shares_tokenizer_and_is_seeded():
     with torch.no_grad():
         logits = m1(**ids).logits
     assert logits.shape[-1] == len(tok)
+
+
+def test_tiny_alias_loads_by_name():
+    from effalign.models import TINY_ALIAS, load_policy
+
+    model, tok = load_policy(TINY_ALIAS, dtype=torch.float32)
+    ref, _ = tiny_policy(seed=0)
+    assert torch.equal(next(model.parameters()), next(ref.parameters()))
+    assert tok.chat_template

@@ -59,7 +59,8 @@ def test_torn_line_is_skipped_and_next_append_starts_clean(tmp_path):
         fh.write('{"key": "abc", "spec": {"experi')  # crash mid-write: no newline
     with pytest.warns(UserWarning, match=r"t\.jsonl, line 2: torn or malformed record skipped"):
         assert len(store.records("t")) == 1
-    run_grid([spec(1)], lambda s: {"acc": 2.0}, store, progress=False)
+    with pytest.warns(UserWarning, match="torn"):
+        run_grid([spec(1)], lambda s: {"acc": 2.0}, store, progress=False)
     with pytest.warns(UserWarning):
         recs = store.records("t")
     assert [r["spec"]["seed"] for r in recs] == [0, 1]

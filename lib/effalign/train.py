@@ -49,10 +49,10 @@ from .models import default_device, load_policy
 class DPOTrainConfig:
     """DPO hyper-parameters and run settings (defaults: the fastest CPU settings measured).
 
-    ``lora_targets=None`` with ``lora=True`` means all linear layers. ``precision="auto"`` is
-    bf16 autocast over float32 master weights (full fine-tuning) or over a frozen bf16 base
-    (LoRA, adapters in float32): pure-bf16 full fine-tuning barely learns at small learning
-    rates because bf16 weights swallow small updates.
+    ``lora_targets=None`` with ``lora=True`` means all linear layers. Precision follows the
+    mode: full fine-tuning keeps float32 master weights and runs its matmuls under bf16
+    autocast (pure-bf16 full fine-tuning barely learns at small learning rates because bf16
+    weights swallow small updates); LoRA trains float32 adapters on a frozen bf16 base.
     """
 
     beta: float = 0.1
@@ -182,6 +182,20 @@ def _loss_curve_callback(curve: list[dict[str, float]], start: list[float]) -> A
     return LossCurve()
 
 
+def _quiet_logging(trainer: Any, progress: bool) -> None:
+    """Keep a progress bar (if asked) but do not print every log dict (the loss curve is stored)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(BarOnly())
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory: CUDA allocator peak on GPU, else the process's peak resident set (CPU)."""
     if device.type == "cuda":
@@ -303,10 +317,7 @@ def train_dpo(
         callbacks=[_loss_curve_callback(curve, start)],
     )
     trainer.fast_logps = config.fast_logps
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+    _quiet_logging(trainer, progress)
     t0 = time.perf_counter()
     output = trainer.train()
     wall = time.perf_counter() - t0

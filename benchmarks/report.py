@@ -1,0 +1,118 @@
+"""Write the README's generated sections from stored measurements (never typed by hand).
+
+- ``<!-- BEGIN perf -->`` … ``<!-- END perf -->``: tables from ``benchmarks/results/*.json``;
+- ``<!-- BEGIN runs -->`` … ``<!-- END runs -->``: the reference runs from ``results/*.jsonl``.
+
+Usage: python benchmarks/report.py [--check]   (--check: exit 1 if the README is out of date)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _device(d: dict) -> str:
+    dev = d.get("device", {})
+    return dev.get("gpu") or f"{dev.get('cpu', 'CPU')}, {dev.get('torch_threads', '?')} threads"
+
+
+def perf_section() -> str:
+    parts = []
+    f = _load("foundation")
+    if f:
+        parts.append(
+            "**Foundation** (`benchmarks/bench_foundation.py`; " + _device(f) + ")\n\n"
+            "| measurement | value |\n| --- | --- |\n"
+            f"| HH harmless load + parse ({f['hh_rows']} rows) | {f['hh_load_parse_s']} s ({f['hh_rows_per_s']} rows/s) |\n"
+            f"| MiniLM embedding, {f['embed_texts']} texts of {f['embed_mean_chars']} chars on average | {f['embed_texts_per_s']} texts/s |\n"
+            f"| embedding cache hits | {f['embed_cached_texts_per_s']} texts/s |\n"
+            f"| SmolLM2 GGUF → safetensors materialisation | {f['materialise_s']} s |\n"
+        )
+    s = _load("samplers")
+    if s:
+        rows = s.get("rows") or s.get("results") or []
+        lines = ["| sampler | pool | budget | seconds | goal |", "| --- | --- | --- | --- | --- |"]
+        for r in rows:
+            goal = r.get("goal_s")
+            met = "" if goal is None else (f"≤ {goal} s: {'met' if r.get('seconds', 1e9) <= goal else 'missed'}")
+            lines.append(f"| {r.get('sampler')} | {r.get('n', r.get('pool', ''))} | {r.get('budget', '')} | "
+                         f"{r.get('seconds', float('nan')):.2f} | {met} |")
+        parts.append("**Samplers** (`benchmarks/bench_samplers.py`, synthetic 384-d pairs; "
+                     + _device(s) + ")\n\n" + "\n".join(lines) + "\n")
+    t = _load("train")
+    if t:
+        lines = ["| setting | batch | effalign pairs/s | effalign tokens/s | plain loop pairs/s | ratio | peak RSS MB |"
+                 + (" TRL stock pairs/s |" if any("trl_stock" in r for r in t["rows"]) else ""),
+                 "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if any("trl_stock" in r for r in t["rows"]) else "")]
+        for r in t["rows"]:
+            line = (f"| {r['setting']} | {r['batch_size']} | {r['effalign']['pairs_per_s']:.2f} | "
+                    f"{r['effalign']['tokens_per_s']:.0f} | {r['plain']['pairs_per_s']:.2f} | {r['ratio']:.2f} | "
+                    f"{r['effalign']['peak_memory_mb']:.0f} |")
+            if "trl_stock" in r:
+                line += f" {r['trl_stock']['pairs_per_s']:.2f} |"
+            lines.append(line)
+        parts.append(f"**DPO training throughput** (`benchmarks/bench_train.py`, SmolLM2-135M-Instruct, "
+                     f"{t['rows'][0]['pairs']} HH pairs, max_length {t['max_length']}, {t['note']}; "
+                     + _device(t) + ")\n\n" + "\n".join(lines) + "\n")
+    return "\n".join(parts) or "_No benchmark results stored yet: run `make bench`._\n"
+
+
+def runs_section() -> str:
+    from effalign.runs import ResultStore
+
+    store = ResultStore(ROOT / "results")
+    recs = store.records("readme_hh_200") if (ROOT / "results" / "readme_hh_200.jsonl").exists() else []
+    if not recs:
+        return "_No reference run stored yet: `python -m effalign run --grid params/grids/hh_200_readme.yaml`._\n"
+    lines = ["| run key | pairs | epochs | held-out pairs | preference accuracy (95% CI) | mean margin (95% CI) "
+             "| wall time | pairs/s | device |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in recs:
+        m, spec = r["metrics"], r["spec"]
+        lo, hi = m["pref_accuracy_ci"]
+        mlo, mhi = m["pref_margin_ci"]
+        dev = r["provenance"]["device"]
+        lines.append(
+            f"| `{r['key']}` | {m['n_train']} | {spec['train'].get('epochs', 1)} | {m['pref_n']} | "
+            f"{m['pref_accuracy']:.3f} ({lo:.3f}–{hi:.3f}) | {m['pref_margin']:.4f} ({mlo:.4f}–{mhi:.4f}) | "
+            f"{m['wall_s']:.0f} s | {m['pairs_per_s']:.2f} | {dev.get('gpu') or dev.get('cpu')} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no '<!-- BEGIN {name} -->' … '<!-- END {name} -->' section")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    old = readme.read_text()
+    new = replace_section(replace_section(old, "perf", perf_section()), "runs", runs_section())
+    if args.check:
+        if new != old:
+            print("README.md generated sections are out of date: run python benchmarks/report.py")
+            return 1
+        return 0
+    readme.write_text(new)
+    print("README.md sections updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
