@@ -234,6 +234,8 @@ def test_reward_api_on_metadata() -> None:
 def test_select_pair() -> None:
     assert select_pair([0.5, 1.0, 0.0, 1.0]) == (1, 2)
     assert select_pair([0.5, 0.5]) is None
+    assert select_pair([0.0, 0.5, 0.0], ["", "a", "b"]) == (1, 2)
+    assert select_pair([0.0, 0.5], [" ", "a"]) is None
 
 
 def test_append_log_tolerates_torn_tail_and_duplicates(tmp_path: Path) -> None:
@@ -283,8 +285,13 @@ def test_build_resume_and_assembly(tiny: tuple[object, object], tmp_path: Path) 
     assert done.complete
     lines = (out / "work" / "samples.jsonl").read_text().splitlines()
     assert len(lines) == len({json.loads(x)["id"] for x in lines}) == 6
-    for name in ("train.jsonl.gz", "eval.jsonl.gz", "eval_prompts.jsonl.gz", "samples.jsonl.gz"):
+    for name in ("train.jsonl.gz", "eval.jsonl.gz", "eval_prompts.jsonl.gz"):
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+
+    def untimed(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in ("seconds", "greedy")} for r in rows]
+
+    assert untimed(_read(out / "samples.jsonl.gz")) == untimed(_read(tmp_path / "full" / "samples.jsonl.gz"))
 
     rows = _read(out / "samples.jsonl.gz")
     assert all(len(r["responses"]) == 2 and len(r["scores"]) == 2 for r in rows)
@@ -311,11 +318,22 @@ def test_build_resume_and_assembly(tiny: tuple[object, object], tmp_path: Path) 
     assert (out / "train.jsonl.gz").read_bytes() == (tmp_path / "full" / "train.jsonl.gz").read_bytes()
 
 
-def test_pairs_load_with_effalign_data(tiny: tuple[object, object], tmp_path: Path) -> None:
+def test_assembly_from_work_log_and_load_preferences(tmp_path: Path) -> None:
+    """Assemble from hand-written samples (no model: limit=0) and read them with effalign.data."""
     data = pytest.importorskip("effalign.data")
-    model, tok = tiny
-    tb.build_testbed(tmp_path, model=model, tokenizer=tok, progress=False, **{**SMALL, "n_prompts": 8})
-    if not _read(tmp_path / "train.jsonl.gz"):
-        pytest.skip("tiny model produced only ties")
+    cfg = {**SMALL, "n_prompts": 20, "n_eval": 5}
+    prompts = tb.generate_prompts(cfg["n_prompts"], seed=tb.TestbedConfig().seed, n_eval=cfg["n_eval"])
+    long = "Water, " * 60 + "why?"
+    AppendLog(tmp_path / "work" / "samples.jsonl").append(
+        [{"id": p.id, "responses": ["", "ok", long], "n_tokens": [1, 2, 96], "finished": [True, True, False]} for p in prompts]
+    )
+    report = tb.build_testbed(tmp_path, limit=0, progress=False, **cfg)
+    assert not report.complete and report.n_greedy == 0 and report.n_sampled == 20
+    n_pairs = sum(1 for p in prompts if p.reward("ok") != p.reward(long))
+    assert report.n_train_pairs + report.n_eval_pairs == n_pairs > 0
+    rows = _read(tmp_path / "train.jsonl.gz")
+    assert all(r["metadata"]["scores"][0] == 0 and r["metadata"]["rejected_index"] != 0 for r in rows)
     pairs = data.load_preferences(str(tmp_path / "train.jsonl.gz"))
-    assert len(pairs) >= 1 and "constraints" in pairs[0].metadata
+    assert len(pairs) == report.n_train_pairs and pairs[0].metadata["constraints"]
+    assert tb.reward_from_metadata(pairs[0].metadata, pairs[0].chosen_text) == pairs[0].metadata["chosen_reward"]
+    assert "incomplete" in (tmp_path / "DATASHEET.md").read_text()

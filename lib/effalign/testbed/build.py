@@ -4,13 +4,14 @@
 
 1. greedy responses of the reference policy for every evaluation prompt (the baseline that
    alignment should improve);
-2. ``k`` sampled responses per prompt (evaluation prompts first, then the training pool), in
+2. ``k`` sampled responses per prompt (the training pool first, then the evaluation prompts), in
    batches of ``batch_size`` prompts x ``k`` sequences; the sampling seed of batch ``b`` is
    derived from ``(seed, b)``, so a batch gives the same responses whether the run was
    interrupted or not (for a fixed ``batch_size``);
 3. assembly: every response is (re)scored with the gold reward, chosen = highest reward,
-   rejected = lowest (ties broken by the lower sample index), prompts whose samples all tie are
-   dropped and counted, and the files below are written with deterministic bytes.
+   rejected = lowest (ties broken by the lower sample index; empty responses, which score 0,
+   are never picked), prompts whose non-empty samples all tie are dropped and counted, and the
+   files below are written with deterministic bytes.
 
 Generated responses are appended, one JSON line per prompt, to ``<out>/work/*.jsonl`` with a
 single ``write`` + ``fsync`` per batch. On resume a torn last line is cut off, prompts already
@@ -57,7 +58,7 @@ GREEDY_LOG = "greedy.jsonl"
 class TestbedConfig:
     """All knobs of a testbed build, with the defaults used for the committed data set."""
 
-    n_prompts: int = 4400
+    n_prompts: int = 3200
     n_eval: int = 400
     k: int = 4
     seed: int = 2411
@@ -185,6 +186,26 @@ def render_prompt(tokenizer: Any, instruction: str) -> str:
     )
 
 
+def _next_tokens(
+    logits: Any, *, do_sample: bool, temperature: float, top_p: float, top_k: int, generator: Any
+) -> Any:
+    import torch
+
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    logits = logits / max(temperature, 1e-6)
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = torch.sort(probs, descending=True, dim=-1)
+        drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
 def generate_responses(
     model: Any,
     tokenizer: Any,
@@ -198,40 +219,71 @@ def generate_responses(
     max_new_tokens: int = 96,
     seed: int = 0,
 ) -> list[list[dict[str, Any]]]:
-    """Generate ``k`` responses per instruction in one left-padded batch.
+    """Generate ``k`` responses per instruction (``k`` is ignored when greedy) in one batch.
 
-    Returns, per instruction, ``k`` dicts ``{"text", "n_tokens", "finished"}`` (``finished`` is
-    False when the response hit ``max_new_tokens`` without an end-of-turn token).
+    A plain KV-cached decoding loop over left-padded prompts that drops a sequence from the
+    batch as soon as it emits the end-of-turn token (``transformers``' ``generate`` keeps
+    computing finished rows until the longest is done, which wasted ~30% here). Sampling is
+    ancestral with ``temperature``, optional ``top_k`` (0 = off) and ``top_p`` (1.0 = off),
+    drawn from a CPU ``torch.Generator`` seeded with ``seed``. Returns, per instruction, dicts
+    ``{"text", "n_tokens", "finished"}`` (``finished`` is False when the response hit
+    ``max_new_tokens`` without an end-of-turn token).
     """
     import torch
 
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    k = k if do_sample else 1
     texts = [render_prompt(tokenizer, x) for x in instructions]
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    enc = {key: val.to(model.device) for key, val in enc.items()}
-    eos = tokenizer.eos_token_id
-    kwargs: dict[str, Any] = dict(
-        max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos
-    )
-    if do_sample:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, num_return_sequences=k)
-    else:
-        kwargs.update(do_sample=False, num_return_sequences=1)
-        k = 1
-    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    ids = enc["input_ids"].repeat_interleave(k, dim=0).to(device)
+    mask = enc["attention_mask"].repeat_interleave(k, dim=0).to(device)
+    eos = int(tokenizer.eos_token_id)
+    n_rows = ids.shape[0]
+    tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long)
+    lengths = torch.full((n_rows,), max_new_tokens, dtype=torch.long)
+    finished = torch.zeros(n_rows, dtype=torch.bool)
+    active = torch.arange(n_rows)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    past = None
+    step_ids, step_pos = ids, positions
     with torch.inference_mode():
-        out = model.generate(**enc, **kwargs)
-    new = out[:, enc["input_ids"].shape[1] :].cpu()
+        for step in range(max_new_tokens):
+            out = model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=step_pos,
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            past = out.past_key_values
+            logits = out.logits[:, -1, :].float().cpu()
+            nxt = _next_tokens(
+                logits, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator
+            )
+            tokens[active, step] = nxt
+            done = nxt == eos
+            if bool(done.any()):
+                lengths[active[done]] = step + 1
+                finished[active[done]] = True
+            keep = (~done).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            last_pos = step_pos[:, -1:]
+            if keep.numel() < active.numel():
+                past.batch_select_indices(keep.to(device))
+                active, nxt, mask, last_pos = active[keep], nxt[keep], mask[keep.to(device)], last_pos[keep.to(device)]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            step_ids, step_pos = nxt[:, None].to(device), last_pos + 1
     results: list[list[dict[str, Any]]] = [[] for _ in instructions]
-    for row_index, row in enumerate(new.tolist()):
-        n = len(row)
-        finished = eos in row
-        if finished:
-            n = row.index(eos) + 1
-        text = tokenizer.decode(row[:n], skip_special_tokens=True).strip()
-        results[row_index // k].append({"text": text, "n_tokens": n, "finished": finished})
+    for row in range(n_rows):
+        n = int(lengths[row])
+        text = tokenizer.decode(tokens[row, :n].tolist(), skip_special_tokens=True).strip()
+        results[row // k].append({"text": text, "n_tokens": n, "finished": bool(finished[row])})
     return results
 
 
@@ -341,12 +393,20 @@ def _summary(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def select_pair(scores: Sequence[float]) -> tuple[int, int] | None:
-    """Indices (chosen, rejected): first maximum and first minimum; None if all scores tie."""
-    hi, lo = max(scores), min(scores)
+def select_pair(scores: Sequence[float], responses: Sequence[str] | None = None) -> tuple[int, int] | None:
+    """Indices (chosen, rejected): first maximum and first minimum; None if all scores tie.
+
+    With ``responses``, empty (whitespace-only) responses are never picked (preference loaders
+    drop pairs with an empty side); the remaining ones must not all tie.
+    """
+    idx = [i for i in range(len(scores)) if responses is None or responses[i].strip()]
+    if not idx:
+        return None
+    hi = max(scores[i] for i in idx)
+    lo = min(scores[i] for i in idx)
     if hi == lo:
         return None
-    return list(scores).index(hi), list(scores).index(lo)
+    return next(i for i in idx if scores[i] == hi), next(i for i in idx if scores[i] == lo)
 
 
 def _assemble(
@@ -417,11 +477,18 @@ def _assemble(
             )
         if p.split == "eval":
             eval_prompt_rows.append(
-                {"prompt": p.messages(), "metadata": {**meta, "greedy": g_info, "sample_scores": scores}}
+                {
+                    "prompt": p.messages(),
+                    "metadata": {
+                        **meta,
+                        "greedy": {k: v for k, v in g_info.items() if k != "seconds"} if g_info else None,
+                        "sample_scores": scores,
+                    },
+                }
             )
         if scores is None:
             continue
-        pick = select_pair(scores)
+        pick = select_pair(scores, s["responses"])
         if pick is None:
             tied[p.split] += 1
             continue
@@ -499,7 +566,9 @@ def _assemble(
             "eval_pairs": len(eval_rows),
             "dropped_all_tied_train": tied["train"],
             "dropped_all_tied_eval": tied["eval"],
-            "constraints_per_prompt": _histogram(float(len(p.constraints)) for p in prompts),
+            "constraints_per_prompt": {
+                str(n): sum(1 for p in prompts if len(p.constraints) == n) for n in sorted(N_CONSTRAINTS_PROBS)
+            },
         },
         "rewards": {
             "samples": _summary(sample_scores),
@@ -687,6 +756,12 @@ def _seed_cache_from_committed(out: Path, work: Path, cfg: TestbedConfig) -> Non
     AppendLog(work / GREEDY_LOG).append(greedy)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def build_testbed(
     out_dir: str | Path = "data/testbed",
     *,
@@ -747,11 +822,13 @@ def build_testbed(
         if need_greedy:
             _run_phase("greedy", eval_prompts, greedy_log, model, tokenizer, cfg, limit=limit, progress=progress)
         if need_samples:
-            _run_phase("sample", prompts, samples_log, model, tokenizer, cfg, limit=limit, progress=progress)
+            # training pool first: if a long build is cut short, the pairs matter most
+            order = [p for p in prompts if p.split != "eval"] + eval_prompts
+            _run_phase("sample", order, samples_log, model, tokenizer, cfg, limit=limit, progress=progress)
 
     report, sheet = _assemble(out, prompts, samples_log.read(), greedy_log.read(), cfg, _provenance(cfg))
-    (out / "datasheet.json").write_text(json.dumps(sheet, indent=1, ensure_ascii=False) + "\n")
-    (out / "DATASHEET.md").write_text(render_datasheet(sheet))
+    _write_atomic(out / "datasheet.json", json.dumps(sheet, indent=1, ensure_ascii=False) + "\n")
+    _write_atomic(out / "DATASHEET.md", render_datasheet(sheet))
     report.files["datasheet"] = str(out / "DATASHEET.md")
     return report
 
