@@ -100,3 +100,13 @@ def test_resume_after_process_killed_mid_grid(tmp_path):
     lines = [json.loads(l) for l in target.read_text().splitlines() if l.strip()]
     assert sorted(r["spec"]["seed"] for r in recs) == list(range(6))
     assert len(lines) == 6  # nothing duplicated, nothing lost
+
+
+def test_only_rank_zero_writes(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    monkeypatch.setenv("RANK", "1")
+    run_grid([spec(0)], lambda s: {"acc": 1.0}, store, progress=False)
+    assert store.records("t") == []
+    monkeypatch.setenv("RANK", "0")
+    run_grid([spec(0)], lambda s: {"acc": 1.0}, store, progress=False)
+    assert len(store.records("t")) == 1

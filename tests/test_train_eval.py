@@ -150,3 +150,19 @@ def test_generation_eval_with_reward_and_reference(tiny):
     assert same.n == 3 and same.win_rate == 0.5  # the reference against itself ties everywhere
     assert same.kl == pytest.approx(0.0, abs=1e-6)
     assert same.reward == pytest.approx(np.mean(reward(prompts, same.responses)))
+
+
+def test_fast_decoding_matches_transformers_greedy(tiny):
+    from effalign.generation import decode, render_chat
+
+    model, tok = tiny
+    texts = [render_chat(tok, [{"role": "user", "content": q}]) for q in ("Hi there.", "A much longer question about owls?")]
+    ours = decode(model, tok, texts, do_sample=False, max_new_tokens=8)
+    side, tok.padding_side = tok.padding_side, "left"
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    tok.padding_side = side
+    with torch.no_grad():
+        ids = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    for row, r in enumerate(ours):
+        expected = ids[row, enc["input_ids"].shape[1]:].tolist()
+        assert tok.decode(expected, skip_special_tokens=True).strip() == r[0]["text"]

@@ -150,7 +150,6 @@ def _prompt_messages(prompt: Any) -> list[dict[str, str]]:
     return list(prompt)
 
 
-@torch.no_grad()
 def generate(
     model: Any,
     tokenizer: Any,
@@ -163,34 +162,27 @@ def generate(
     seed: int = 0,
     progress: bool = True,
 ) -> list[str]:
-    """Answer prompts (strings, message lists or pairs) in batches; greedy unless ``do_sample``."""
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
+    """Answer prompts (strings, message lists or pairs) in batches; greedy unless ``do_sample``.
+
+    Prompts are batched longest first; batch ``b`` samples with seed ``seed * 100003 + b``.
+    Decoding is :func:`effalign.generation.decode` (drops finished sequences early).
+    """
+    from .generation import decode, render_chat
+
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    texts = [tokenizer.apply_chat_template(_prompt_messages(p), add_generation_prompt=True, tokenize=False)
-             for p in prompts]
+    texts = [render_chat(tokenizer, _prompt_messages(p)) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out: list[str] = [""] * len(texts)
     try:
         for b, start in enumerate(tqdm(range(0, len(order), batch_size), desc="generate", disable=not progress,
                                        unit="batch")):
             idx = order[start: start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-            if do_sample:
-                torch.manual_seed(seed * 100_003 + b)
-                kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            ids = model.generate(**enc, **kwargs)
-            new = ids[:, enc["input_ids"].shape[1]:]
-            for row, i in enumerate(idx):
-                out[i] = tokenizer.decode(new[row], skip_special_tokens=True).strip()
+            res = decode(model, tokenizer, [texts[i] for i in idx], k=1, do_sample=do_sample,
+                         temperature=temperature, max_new_tokens=max_new_tokens, seed=seed * 100_003 + b)
+            for i, r in zip(idx, res):
+                out[i] = r[0]["text"]
     finally:
-        tokenizer.padding_side = side
         model.train(was_training)
     return out
 

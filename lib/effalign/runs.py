@@ -158,6 +158,11 @@ def provenance() -> dict[str, Any]:
     return {"git_commit": git_commit(), "packages": package_versions(), "device": device_description()}
 
 
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a multi-process launch (``accelerate launch``, torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -180,8 +185,10 @@ class ResultStore:
         """Append one record atomically (exclusive lock, single write, fsync).
 
         If the file ends in a torn line (no final newline), a newline is written first so the
-        new record starts on its own line.
+        new record starts on its own line. Under a multi-process launch only rank 0 writes.
         """
+        if not is_main_process():
+            return
         experiment = record["spec"]["experiment"]
         target = self.file(experiment)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -186,26 +186,6 @@ def render_prompt(tokenizer: Any, instruction: str) -> str:
     )
 
 
-def _next_tokens(
-    logits: Any, *, do_sample: bool, temperature: float, top_p: float, top_k: int, generator: Any
-) -> Any:
-    import torch
-
-    if not do_sample:
-        return logits.argmax(dim=-1)
-    logits = logits / max(temperature, 1e-6)
-    if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = torch.sort(probs, descending=True, dim=-1)
-        drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest prefix reaching top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
 def generate_responses(
     model: Any,
     tokenizer: Any,
@@ -221,70 +201,14 @@ def generate_responses(
 ) -> list[list[dict[str, Any]]]:
     """Generate ``k`` responses per instruction (``k`` is ignored when greedy) in one batch.
 
-    A plain KV-cached decoding loop over left-padded prompts that drops a sequence from the
-    batch as soon as it emits the end-of-turn token (``transformers``' ``generate`` keeps
-    computing finished rows until the longest is done, which wasted ~30% here). Sampling is
-    ancestral with ``temperature``, optional ``top_k`` (0 = off) and ``top_p`` (1.0 = off),
-    drawn from a CPU ``torch.Generator`` seeded with ``seed``. Returns, per instruction, dicts
-    ``{"text", "n_tokens", "finished"}`` (``finished`` is False when the response hit
-    ``max_new_tokens`` without an end-of-turn token).
+    See :func:`effalign.generation.decode` (a KV-cached loop that drops finished sequences).
+    Returns, per instruction, dicts ``{"text", "n_tokens", "finished"}``.
     """
-    import torch
+    from ..generation import decode
 
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    k = k if do_sample else 1
     texts = [render_prompt(tokenizer, x) for x in instructions]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    device = next(model.parameters()).device
-    ids = enc["input_ids"].repeat_interleave(k, dim=0).to(device)
-    mask = enc["attention_mask"].repeat_interleave(k, dim=0).to(device)
-    eos = int(tokenizer.eos_token_id)
-    n_rows = ids.shape[0]
-    tokens = torch.full((n_rows, max_new_tokens), eos, dtype=torch.long)
-    lengths = torch.full((n_rows,), max_new_tokens, dtype=torch.long)
-    finished = torch.zeros(n_rows, dtype=torch.bool)
-    active = torch.arange(n_rows)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    past = None
-    step_ids, step_pos = ids, positions
-    with torch.inference_mode():
-        for step in range(max_new_tokens):
-            out = model(
-                input_ids=step_ids,
-                attention_mask=mask,
-                position_ids=step_pos,
-                past_key_values=past,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            past = out.past_key_values
-            logits = out.logits[:, -1, :].float().cpu()
-            nxt = _next_tokens(
-                logits, do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k, generator=generator
-            )
-            tokens[active, step] = nxt
-            done = nxt == eos
-            if bool(done.any()):
-                lengths[active[done]] = step + 1
-                finished[active[done]] = True
-            keep = (~done).nonzero().squeeze(1)
-            if keep.numel() == 0:
-                break
-            last_pos = step_pos[:, -1:]
-            if keep.numel() < active.numel():
-                past.batch_select_indices(keep.to(device))
-                active, nxt, mask, last_pos = active[keep], nxt[keep], mask[keep.to(device)], last_pos[keep.to(device)]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            step_ids, step_pos = nxt[:, None].to(device), last_pos + 1
-    results: list[list[dict[str, Any]]] = [[] for _ in instructions]
-    for row in range(n_rows):
-        n = int(lengths[row])
-        text = tokenizer.decode(tokens[row, :n].tolist(), skip_special_tokens=True).strip()
-        results[row // k].append({"text": text, "n_tokens": n, "finished": bool(finished[row])})
-    return results
+    return decode(model, tokenizer, texts, k=k, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                  top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
 
 
 def _batches(items: Sequence[PromptSpec], size: int) -> Iterator[tuple[int, list[PromptSpec]]]:
@@ -365,12 +289,9 @@ def read_jsonl_gz(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _bootstrap_ci(values: Sequence[float], seed: int, n_boot: int = 2000) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    if arr.size == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, arr.size, size=(n_boot, arr.size))].mean(axis=1)
-    return (float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975)))
+    from ..evaluate import bootstrap_ci
+
+    return bootstrap_ci(values, n_boot=n_boot, seed=seed) if len(values) else (float("nan"), float("nan"))
 
 
 def _histogram(values: Iterable[float]) -> dict[str, int]:
