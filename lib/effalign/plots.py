@@ -1,4 +1,18 @@
-"""Plotting helpers for the notebooks (matplotlib / seaborn)."""
+"""Plotting helpers for the notebooks (matplotlib / seaborn).
+
+Every function returns its Axes (or Figure, for multi-panel plots) with a title and axes labelled
+with units; with empty input it still draws the frame with a "no ... yet" note, so a notebook
+never fails on a missing result. Inputs are the tidy frames of :mod:`effalign.report`.
+
+- :func:`plot_scaling` / :func:`plot_scaling_outcome`: a scaling fit (or, without one, the
+  measured points, :func:`plot_metric_vs_n`); :func:`plot_metrics_vs_n`: small multiples;
+- :func:`plot_lengths`, :func:`plot_embedding_2d`, :func:`plot_isa_scores`: the data and ISA;
+- :func:`plot_sampler_comparison`, :func:`plot_paired_differences`, :func:`plot_ablation`:
+  samplers at fixed budgets;
+- :func:`plot_loss_curves`, :func:`plot_cost`, :func:`plot_compute_tradeoff`: training and cost.
+
+:data:`METRIC_LABELS` maps metric names to axis labels with units.
+"""
 
 from __future__ import annotations
 
@@ -91,3 +105,318 @@ def plot_scaling(
     ax.set_title(title if title is not None else f"{metric} vs training pairs (favoured: {report.best})")
     ax.legend(fontsize="small", frameon=False)
     return ax
+
+
+# ---------------------------------------------------------------------------
+# notebook figures (issue 7): every figure has a title and labelled axes with units
+# ---------------------------------------------------------------------------
+
+#: Axis labels with units for the stored metrics.
+METRIC_LABELS: dict[str, str] = {
+    "gen_reward": "gold reward (share of constraints met)",
+    "gen_win_rate": "win rate against the reference (share of prompts)",
+    "gen_kl": "KL(policy ‖ reference) (nats per response)",
+    "pref_accuracy": "preference accuracy (share of held-out pairs)",
+    "pref_margin": "implicit reward margin (β × nats)",
+    "train_loss": "DPO training loss (nats)",
+}
+
+
+def metric_label(metric: str) -> str:
+    """Axis label with unit for a metric name (the name itself when unknown)."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+def _axes(ax: Any, figsize: tuple[float, float] = (6.4, 4.2)) -> Any:
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _empty(ax: Any, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} yet", ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+
+def _legend_outside(ax: Any, title: str | None = None) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, title=title, fontsize="small", frameon=False, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def plot_lengths(frame: Any, ax: Any = None, *, unit: str = "chars", title: str | None = None) -> Any:
+    """Box plots of prompt / chosen / rejected lengths per track (tidy frame of
+    `effalign.report.length_frame`), log-scaled. Returns the Axes."""
+    import seaborn as sns
+
+    ax = _axes(ax, (6.4, 3.6))
+    unit_name = {"chars": "characters", "words": "words"}.get(unit, unit)
+    if frame is None or len(frame) == 0:
+        _empty(ax, "pairs")
+    else:
+        data = frame.assign(**{unit: frame[unit].clip(lower=1)})
+        sns.boxplot(data=data, x=unit, y="part", hue="track", ax=ax, log_scale=True, fliersize=1.5, linewidth=0.8)
+        _legend_outside(ax, "data set")
+    ax.set_xlabel(f"length ({unit_name}, log scale)")
+    ax.set_ylabel("part of the pair")
+    ax.set_title(title or "Lengths of prompts and responses")
+    return ax
+
+
+def plot_embedding_2d(frame: Any, ax: Any = None, *, title: str | None = None) -> Any:
+    """The pool in the first two principal components of the ISA features, coloured by mixture
+    component; ISA's picks circled, random picks (if the frame has a ``random`` column) crossed."""
+    import seaborn as sns
+
+    ax = _axes(ax, (6.4, 4.6))
+    if frame is None or len(frame) == 0:
+        _empty(ax, "pairs")
+    else:
+        sns.scatterplot(data=frame, x="pc1", y="pc2", hue="component", hue_order=sorted(set(frame["component"])),
+                        ax=ax, s=14, alpha=0.45, linewidth=0)
+        sel = frame[frame["isa"]]
+        ax.scatter(sel["pc1"], sel["pc2"], s=46, facecolors="none", edgecolors="black", linewidths=1.0,
+                   label="selected by ISA")
+        if "random" in frame:
+            rnd = frame[frame["random"]]
+            ax.scatter(rnd["pc1"], rnd["pc2"], s=30, marker="x", color="0.35", linewidths=0.9, label="selected at random")
+        _legend_outside(ax)
+    ax.set_xlabel("principal component 1 of the ISA features (standardised units)")
+    ax.set_ylabel("principal component 2 (standardised units)")
+    ax.set_title(title or "Pairs in feature space, by mixture component")
+    return ax
+
+
+def plot_isa_scores(frame: Any, *, title: str | None = None) -> Any:
+    """Two panels: surprisal and assignment entropy of every pool pair by component, with the
+    values of ISA's picks marked underneath. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    specs = (("surprisal", "surprisal −log p(x) (nats)"), ("entropy", "assignment entropy H(x) (nats)"))
+    for ax, (col, xlabel) in zip(axes, specs):
+        if frame is None or len(frame) == 0:
+            _empty(ax, "pairs")
+        else:
+            sns.histplot(data=frame, x=col, hue="component", hue_order=sorted(set(frame["component"])), ax=ax,
+                         bins=30, element="step", stat="count", common_bins=True, legend=ax is axes[-1])
+            sns.rugplot(x=frame.loc[frame["isa"], col], ax=ax, height=0.06, color="black", lw=1.2, expand_margins=True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("pairs (count)")
+        if col == "entropy" and frame is not None and len(frame):
+            ax.set_yscale("symlog", linthresh=1)  # most pairs sit near zero entropy
+            ax.set_ylabel("pairs (count, log scale)")
+        ax.set_title(f"{col.capitalize()} under the mixture")
+    fig.suptitle(title or "ISA scores of the pool (ticks at the bottom: ISA's picks)")
+    return fig
+
+
+def _errorbar_groups(ax: Any, frame: Any, x: str, hue: str, *, dodge: float = 0.0, xscale: float = 1.0) -> None:
+    import numpy as np
+    import seaborn as sns
+
+    labels = list(dict.fromkeys(frame[hue]))
+    colors = sns.color_palette("colorblind", n_colors=max(len(labels), 1))
+    offsets = np.linspace(-dodge, dodge, len(labels)) if len(labels) > 1 else [0.0]
+    for lab, color, off in zip(labels, colors, offsets):
+        g = frame[frame[hue] == lab].sort_values(x)
+        xs = g[x].to_numpy(dtype=float) * xscale * (1 + off)
+        mean = g["mean"].to_numpy(dtype=float)
+        lo = np.where(np.isfinite(g["lo"]), g["lo"], mean)
+        hi = np.where(np.isfinite(g["hi"]), g["hi"], mean)
+        ax.errorbar(xs, mean, yerr=[mean - lo, hi - mean], fmt="o-", color=color, capsize=3, ms=5, lw=1.2, label=lab)
+
+
+def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseline: float | None = None,
+                            title: str | None = None) -> Any:
+    """Mean metric (interval over seeds) of each sampler at each budget (`effalign.report.summarize`
+    with ``by=("label", "budget")``); ``baseline`` draws the untrained policy's value."""
+    ax = _axes(ax)
+    if summary is None or len(summary) == 0:
+        _empty(ax, "runs")
+    else:
+        _errorbar_groups(ax, summary, "fraction", "label", dodge=0.06, xscale=100)
+        ax.set_xscale("log")
+        ticks = sorted(set((summary["fraction"] * 100).round(2)))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}%" for t in ticks])
+        ax.minorticks_off()
+    if baseline is not None and baseline == baseline:
+        ax.axhline(baseline, color="0.5", ls=":", lw=1, label="untrained policy")
+    _legend_outside(ax, "sampler")
+    ax.set_xlabel("training budget (share of the pool, %, log scale)")
+    ax.set_ylabel(metric_label(metric))
+    ax.set_title(title or f"Samplers at fixed budgets: {metric}")
+    return ax
+
+
+def plot_paired_differences(paired: Any, metric: str, ax: Any = None, *, baseline: str = "random",
+                            title: str | None = None) -> Any:
+    """Forest plot: each sampler minus ``baseline`` on the same seeds, mean with t interval, per budget
+    (`effalign.report.paired_differences`)."""
+    import numpy as np
+
+    ax = _axes(ax, (6.4, max(2.6, 0.32 * (0 if paired is None else len(paired)) + 1.4)))
+    if paired is None or len(paired) == 0:
+        _empty(ax, "paired runs")
+    else:
+        p = paired.reset_index(drop=True)
+        ys = np.arange(len(p))[::-1]
+        mean = p["mean_diff"].to_numpy(dtype=float)
+        lo = np.where(np.isfinite(p["lo"]), p["lo"], mean)
+        hi = np.where(np.isfinite(p["hi"]), p["hi"], mean)
+        ax.errorbar(mean, ys, xerr=[mean - lo, hi - mean], fmt="o", color="C0", capsize=3, ms=5)
+        ax.set_yticks(ys)
+        ax.set_yticklabels([f"{r.label} @ {r.fraction:.0%}" for r in p.itertuples()])
+    ax.axvline(0, color="0.4", lw=1, ls="--")
+    ax.set_xlabel(f"difference to {baseline} in {metric_label(metric)}")
+    ax.set_ylabel("sampler @ budget (share of pool)")
+    ax.set_title(title or f"Paired difference to {baseline} (same seed and budget)")
+    return ax
+
+
+def plot_ablation(summary: Any, metric: str, ax: Any = None, *, reference: str | None = "isa",
+                  title: str | None = None) -> Any:
+    """Horizontal point plot of ISA variants (and baselines) at one budget: mean with interval."""
+    import numpy as np
+
+    n = 0 if summary is None else len(summary)
+    ax = _axes(ax, (6.4, max(2.6, 0.35 * n + 1.4)))
+    if n == 0:
+        _empty(ax, "ablation runs")
+    else:
+        s = summary.reset_index(drop=True)
+        ys = np.arange(len(s))[::-1]
+        mean = s["mean"].to_numpy(dtype=float)
+        lo = np.where(np.isfinite(s["lo"]), s["lo"], mean)
+        hi = np.where(np.isfinite(s["hi"]), s["hi"], mean)
+        colors = ["C1" if lab == reference else "C0" for lab in s["label"]]
+        for y, m, l, h, c in zip(ys, mean, lo, hi, colors):
+            ax.errorbar([m], [y], xerr=[[m - l], [h - m]], fmt="o", color=c, capsize=3, ms=5)
+        ax.set_yticks(ys)
+        ax.set_yticklabels(list(s["label"]))
+        if reference in set(s["label"]):
+            ax.axvline(float(s.loc[s["label"] == reference, "mean"].iloc[0]), color="C1", lw=1, ls=":")
+    ax.set_xlabel(metric_label(metric))
+    ax.set_ylabel("sampler variant")
+    ax.set_title(title or "ISA ablation (dotted: default ISA)")
+    return ax
+
+
+def plot_loss_curves(curves: Any, ax: Any = None, *, x: str = "step", title: str | None = None) -> Any:
+    """Per-step DPO training loss of each run (`effalign.report.loss_curves`)."""
+    import seaborn as sns
+
+    ax = _axes(ax)
+    xlabels = {"step": "optimiser step", "epoch": "epoch (passes over the training pairs)", "seconds": "training time (seconds)"}
+    if curves is None or len(curves) == 0:
+        _empty(ax, "loss curves")
+    else:
+        sns.lineplot(data=curves, x=x, y="loss", hue="label", ax=ax, errorbar=None, lw=1.3)
+        _legend_outside(ax, "run")
+    ax.axhline(0.6931, color="0.5", ls=":", lw=1)
+    ax.set_xlabel(xlabels.get(x, x))
+    ax.set_ylabel("DPO loss (nats; dotted: ln 2 at the start)")
+    ax.set_title(title or "Training loss")
+    return ax
+
+
+def plot_cost(cost: Any, *, title: str | None = None) -> Any:
+    """Three panels per run: device-hours, peak memory (GiB) and throughput (tokens/s), from
+    `effalign.report.cost_table`. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), constrained_layout=True)
+    panels = (("device_hours", "device-hours (h)", "Compute per run"),
+              ("peak_gib", "peak memory (GiB)", "Peak memory"),
+              ("tokens_per_s", "training throughput (tokens/s)", "Throughput"))
+    for ax, (col, ylabel, ttl) in zip(axes, panels):
+        if cost is None or len(cost) == 0 or col not in cost:
+            _empty(ax, "runs")
+        else:
+            sns.barplot(data=cost, x="label", y=col, ax=ax, errorbar=None, hue="label", legend=False)
+            ax.tick_params(axis="x", rotation=20)
+        ax.set_xlabel("run")
+        ax.set_ylabel(ylabel)
+        ax.set_title(ttl)
+    fig.suptitle(title or "Cost of the runs")
+    return fig
+
+
+def plot_compute_tradeoff(summary: Any, metric: str, ax: Any = None, *, title: str | None = None) -> Any:
+    """Mean metric against mean run time per sampler and budget: which selector is best at what compute."""
+    import seaborn as sns
+
+    ax = _axes(ax)
+    if summary is None or len(summary) == 0:
+        _empty(ax, "runs")
+    else:
+        data = summary.assign(**{"budget (% of pool)": (summary["fraction"] * 100).round(1)})
+        data = data.rename(columns={"label": "sampler"})
+        sns.scatterplot(data=data, x="seconds", y="mean", hue="sampler", size="budget (% of pool)", sizes=(30, 160),
+                        ax=ax)
+        _legend_outside(ax)
+    ax.set_xlabel("run time per seed (seconds: selection, training and evaluation)")
+    ax.set_ylabel(metric_label(metric))
+    ax.set_title(title or f"{metric} against compute")
+    return ax
+
+
+def _count_axis(ax: Any) -> None:
+    """Plain numbers (4, 10, 1,000) instead of powers of ten on a logarithmic count axis."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_metric_vs_n(frame: Any, metric: str, ax: Any = None, *, title: str | None = None) -> Any:
+    """Per-seed points and mean ± s.e. of ``metric`` against training pairs (log x), no fit."""
+    import numpy as np
+
+    ax = _axes(ax)
+    if frame is None or len(frame) == 0 or metric not in frame:
+        _empty(ax, "runs")
+    else:
+        d = frame[["n_train", metric]].dropna()
+        ax.scatter(d["n_train"], d[metric], color="0.5", alpha=0.4, s=14)
+        g = d.groupby("n_train")[metric]
+        se = (g.std(ddof=1) / np.sqrt(g.count())).fillna(0.0)
+        ax.errorbar(g.mean().index, g.mean().to_numpy(), yerr=se.to_numpy(), fmt="o-", color="C0", capsize=3, ms=5,
+                    label="mean ± s.e.")
+        ax.set_xscale("log")
+        _count_axis(ax)
+        ax.legend(fontsize="small", frameon=False)
+    ax.set_xlabel("training pairs (n)")
+    ax.set_ylabel(metric_label(metric))
+    ax.set_title(title or f"{metric} against training pairs")
+    return ax
+
+
+def plot_scaling_outcome(outcome: Any, frame: Any = None, ax: Any = None, *, title: str | None = None) -> Any:
+    """`plot_scaling` of an `effalign.report.ScalingOutcome`; without a fit, the measured points
+    (`plot_metric_vs_n` of ``frame``) with "no fit" in the title."""
+    if outcome.ok:
+        ax = plot_scaling(outcome.report, ax, metric=metric_label(outcome.metric), title=title)
+        _count_axis(ax)
+        return ax
+    ax = plot_metric_vs_n(frame, outcome.metric, ax)
+    ax.set_title((title or f"{outcome.metric} against training pairs") + " (no fit, see text)")
+    return ax
+
+
+def plot_metrics_vs_n(frame: Any, metrics: Sequence[str], *, title: str | None = None) -> Any:
+    """Small multiples of `plot_metric_vs_n`, one panel per metric. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in metrics if frame is not None and m in frame] or list(metrics)[:1]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.5), constrained_layout=True, squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        plot_metric_vs_n(frame, m, ax, title=m)
+    fig.suptitle(title or "Secondary metrics against training pairs")
+    return fig
