@@ -166,3 +166,16 @@ def test_fast_decoding_matches_transformers_greedy(tiny):
     for row, r in enumerate(ours):
         expected = ids[row, enc["input_ids"].shape[1]:].tolist()
         assert tok.decode(expected, skip_special_tokens=True).strip() == r[0]["text"]
+
+
+def test_length_batched_sampler_groups_lengths_and_shuffles_batches():
+    from effalign.train import LengthBatchedSampler
+
+    lengths = [5, 100, 7, 98, 50, 52, 6, 99]
+    sampler = LengthBatchedSampler(lengths, batch_size=2, seed=0)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == list(range(8)) and len(sampler) == 8
+    batches = [sorted(lengths[i] for i in first[j:j + 2]) for j in range(0, 8, 2)]
+    assert sorted(batches) == [[5, 6], [7, 50], [52, 98], [99, 100]]  # neighbours in length share a batch
+    assert first != second or len(set(map(tuple, batches))) == 1  # the batch order changes per epoch
+    assert list(LengthBatchedSampler(lengths, 2, seed=0)) == first  # seeded
