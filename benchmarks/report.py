@@ -42,18 +42,21 @@ def perf_section() -> str:
         )
     s = _load("samplers")
     if s:
-        rows = s.get("rows") or s.get("results") or []
-        lines = ["| sampler | pool | budget | seconds | goal |", "| --- | --- | --- | --- | --- |"]
-        for r in rows:
+        lines = ["| sampler | budget | seconds | goal |", "| --- | --- | --- | --- |"]
+        for r in s["results"]:
             goal = r.get("goal_s")
-            met = "" if goal is None else (f"≤ {goal} s: {'met' if r.get('seconds', 1e9) <= goal else 'missed'}")
-            lines.append(f"| {r.get('sampler')} | {r.get('n', r.get('pool', ''))} | {r.get('budget', '')} | "
-                         f"{r.get('seconds', float('nan')):.2f} | {met} |")
-        parts.append("**Samplers** (`benchmarks/bench_samplers.py`, synthetic 384-d pairs; "
-                     + _device(s) + ")\n\n" + "\n".join(lines) + "\n")
+            met = "" if goal is None else f"≤ {goal:g} s: {'met' if r['seconds'] <= goal else 'missed'}"
+            lines.append(f"| {r['sampler']} | {r['budget']} | {r['seconds']:.2f} | {met} |")
+        machine = s.get("machine", {})
+        parts.append(
+            f"**Samplers** (`benchmarks/bench_samplers.py`: {s['n_pairs']} synthetic pairs of {s['embedding_dim']}-d "
+            f"embeddings, {s['threads']} threads; isa, kcenter and cluster build their features (standardise + PCA to {s['feature_dim']}) inside `select`, which took "
+            f"{s['features_seconds']} s on its own; peak RSS {s['peak_rss_mib']:.0f} MiB; "
+            f"1-minute load average {machine.get('load_avg_1m', float('nan')):.1f} during the run)\n\n"
+            + "\n".join(lines) + "\n")
     t = _load("train")
     if t:
-        lines = ["| setting | batch | effalign pairs/s | effalign tokens/s | plain loop pairs/s | ratio | peak RSS MB |"
+        lines = ["| setting | batch | effalign pairs/s | effalign tokens/s | plain loop pairs/s | ratio | process peak RSS so far (MB) |"
                  + (" TRL stock pairs/s |" if any("trl_stock" in r for r in t["rows"]) else ""),
                  "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if any("trl_stock" in r for r in t["rows"]) else "")]
         for r in t["rows"]:
@@ -90,6 +93,28 @@ def runs_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def testbed_section() -> str:
+    from effalign.runs import ResultStore
+
+    path = ROOT / "results" / "readme_testbed_200.jsonl"
+    recs = ResultStore(ROOT / "results").records("readme_testbed_200") if path.exists() else []
+    if not recs:
+        return "_No testbed reference run stored yet: `python -m effalign run --grid params/grids/testbed_200_readme.yaml`._\n"
+    lines = ["| run key | pairs | held-out prompts | gold reward before (reference, greedy) | gold reward after | "
+             "win rate vs reference | KL to reference (nats) | preference accuracy | wall time |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in recs:
+        m = r["metrics"]
+
+        def ci(name: str, fmt: str = "{:.3f}") -> str:
+            lo, hi = m[name + "_ci"]
+            return f"{fmt.format(m[name])} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+        lines.append(f"| `{r['key']}` | {m['n_train']} | {m['gen_n']} | {ci('gen_ref_reward')} | {ci('gen_reward')} | "
+                     f"{ci('gen_win_rate')} | {ci('gen_kl', '{:.2f}')} | {ci('pref_accuracy')} | {m['wall_s']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
     if not pattern.search(text):
@@ -104,6 +129,7 @@ def main() -> int:
     readme = ROOT / "README.md"
     old = readme.read_text()
     new = replace_section(replace_section(old, "perf", perf_section()), "runs", runs_section())
+    new = replace_section(new, "testbed", testbed_section())
     if args.check:
         if new != old:
             print("README.md generated sections are out of date: run python benchmarks/report.py")

@@ -212,6 +212,7 @@ class GenerationEval:
     reward: float
     reward_ci: tuple[float, float]
     ref_reward: float | None
+    ref_reward_ci: tuple[float, float] | None
     win_rate: float | None
     win_rate_ci: tuple[float, float] | None
     kl: float | None
@@ -224,6 +225,7 @@ class GenerationEval:
             "gen_reward": self.reward,
             "gen_reward_ci": list(self.reward_ci),
             "gen_ref_reward": self.ref_reward,
+            "gen_ref_reward_ci": list(self.ref_reward_ci) if self.ref_reward_ci else None,
             "gen_win_rate": self.win_rate,
             "gen_win_rate_ci": list(self.win_rate_ci) if self.win_rate_ci else None,
             "gen_kl": self.kl,
@@ -259,7 +261,7 @@ def generation_eval(
     scores = np.asarray(reward_fn(prompts, responses), dtype=float)
     if scores.shape != (len(prompts),):
         raise ValueError(f"reward_fn returned {scores.shape} scores for {len(prompts)} prompts")
-    win = win_ci = kl = kl_ci = ref_mean = None
+    win = win_ci = kl = kl_ci = ref_mean = ref_ci = None
     if ref_scores is None and (ref_responses is not None or ref_model is not None):
         if ref_responses is None:
             ref_responses = generate(ref_model, tokenizer, prompts, max_new_tokens=max_new_tokens,
@@ -268,6 +270,7 @@ def generation_eval(
     if ref_scores is not None:
         ref_arr = np.asarray(ref_scores, dtype=float)
         ref_mean = float(ref_arr.mean())
+        ref_ci = bootstrap_ci(ref_arr, n_boot=n_boot, seed=seed)
         outcomes = paired_outcomes(scores, ref_arr)
         win, win_ci = float(outcomes.mean()), bootstrap_ci(outcomes, n_boot=n_boot, seed=seed)
     if ref_model is not None and kl_samples > 0:
@@ -277,5 +280,5 @@ def generation_eval(
         log_ratio = sequence_logps(model, tokenizer, rep_prompts, sampled) - sequence_logps(
             ref_model, tokenizer, rep_prompts, sampled)
         kl, kl_ci = float(log_ratio.mean()), bootstrap_ci(log_ratio, n_boot=n_boot, seed=seed)
-    return GenerationEval(float(scores.mean()), bootstrap_ci(scores, n_boot=n_boot, seed=seed), ref_mean,
+    return GenerationEval(float(scores.mean()), bootstrap_ci(scores, n_boot=n_boot, seed=seed), ref_mean, ref_ci,
                           win, win_ci, kl, kl_ci, len(prompts), responses)

@@ -20,6 +20,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,24 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def _atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target``; on success it replaces ``target`` in one rename.
+
+    An interrupted write leaves no half-written ``target`` (the temporary folder is removed).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class MaterialisedModel:
     """Where a materialised checkpoint lives and what it came from."""
@@ -101,9 +121,7 @@ def materialise_smollm2(target: str | Path | None = None, *, force: bool = False
 
     start = time.perf_counter()
     sha = file_sha256(gguf)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with _atomic_directory(target) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         quantised = AutoModelForCausalLM.from_pretrained(
             gguf.parent,
@@ -132,12 +150,6 @@ def materialise_smollm2(target: str | Path | None = None, *, force: bool = False
         (tmp / _MARKER).write_text(
             json.dumps({"source": str(gguf.name), "source_sha256": sha, "seconds": seconds}, indent=1)
         )
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return MaterialisedModel(target, gguf.name, sha, seconds)
 
 
@@ -237,18 +249,10 @@ def materialise_tiny(seed: int = 0) -> Path:
     if (target / _MARKER).exists():
         return target
     model, tokenizer = tiny_policy(seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with _atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / _MARKER).write_text(json.dumps({"source": "tiny_policy", "seed": seed}))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -196,8 +196,9 @@ def make_grid(
 ) -> dict[str, Any]:
     """A grid mapping for :func:`effalign.experiment.expand_grid`.
 
-    ``spec`` is one track of the profile (``{"data": ..., "eval": ..., "metric": ...}``); the
-    experiment is ``f"{track}_{kind}"`` unless given. ``*_overrides`` update the data, train and
+    ``spec`` is one track of the profile (``{"data": ..., "eval": ..., "metric": ...}``, and an
+    optional ``train`` mapping that updates the profile's common training settings for this
+    track); the experiment is ``f"{track}_{kind}"`` unless given. ``*_overrides`` update the data, train and
     eval mappings (a ``None`` value removes a data key, e.g. ``pool_size: None`` for the whole
     pool).
     """
@@ -213,7 +214,7 @@ def make_grid(
         "model": model,
         "samplers": list(samplers),
         "seeds": [int(s) for s in seeds],
-        "train": {**dict(train), **dict(train_overrides or {})},
+        "train": {**dict(train), **dict(spec.get("train") or {}), **dict(train_overrides or {})},
         "eval": {**dict(spec.get("eval") or {}), **dict(eval_overrides or {})},
     }
     if (fractions is None) == (budgets is None):

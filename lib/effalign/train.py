@@ -295,9 +295,6 @@ def train_dpo(
         ref = reference_logps(pairs, (model, tokenizer), config=config.tokenize, progress=progress)
     if len(ref.chosen) != len(pairs):
         raise ValueError(f"ref holds {len(ref.chosen)} log-probs for {len(pairs)} pairs")
-    tokenized, trunc = tokenize_pairs(pairs, tokenizer, config.tokenize)
-    dataset = pairs_dataset(tokenized, ref)
-
     trl = _trl()
     peft_config = None
     if config.lora:
@@ -311,6 +308,17 @@ def train_dpo(
             task_type="CAUSAL_LM",
         )
     on_cpu = device.type == "cpu"
+    with warnings.catch_warnings():
+        # transformers 5 renamed gradient_checkpointing; TRL 1.16 still sets the old name
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+        return _train(model, tokenizer, pairs, config, ref, device, on_cpu, peft_config, trl, output_dir, progress)
+
+
+def _train(model: Any, tokenizer: Any, pairs: Sequence[Any], config: DPOTrainConfig, ref: ReferenceLogps,
+           device: torch.device, on_cpu: bool, peft_config: Any, trl: Any, output_dir: str | None,
+           progress: bool) -> TrainResult:
+    tokenized, trunc = tokenize_pairs(pairs, tokenizer, config.tokenize)
+    dataset = pairs_dataset(tokenized, ref)
     tmp = tempfile.TemporaryDirectory(prefix="effalign-dpo-") if output_dir is None else None
     args = trl.DPOConfig(
         output_dir=output_dir or tmp.name,
