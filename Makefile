@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.effalign-stamp
 PROFILE ?= default
 EXPERIMENTS ?= $(abspath results)
+DEVICE ?= $(shell $(PY) -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test venv notebooks html bench clean-book
+.PHONY: book test venv experiments bench clean-book
 
 venv: $(STAMP)
 
@@ -28,8 +29,17 @@ test: $(STAMP)
 book: $(STAMP)
 	$(PY) -m effalign book --profile $(PROFILE)
 
+# Train every grid cell of a profile that the run store lacks (hours on a CPU for `default`;
+# resumable: stored runs are never recomputed). `make book` afterwards renders them.
+experiments: $(STAMP)
+	$(PY) -c "from effalign.book import export_grids; export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)')"
+	for grid in _build/grids/$(PROFILE)/*.yaml; do $(PY) -m effalign run --grid $$grid --store $(EXPERIMENTS) || exit 1; done
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py
+	$(PY) benchmarks/bench_samplers.py
+	$(PY) benchmarks/bench_train.py --stock
+	$(PY) benchmarks/report.py
 
 clean-book:
 	rm -rf _build
