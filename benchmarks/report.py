@@ -80,7 +80,7 @@ def runs_section() -> str:
     if not recs:
         return "_No reference run stored yet: `python -m effalign run --grid params/grids/hh_200_readme.yaml`._\n"
     lines = ["| run key | pairs | epochs | held-out pairs | preference accuracy (95% CI) | mean margin (95% CI) "
-             "| wall time | pairs/s | device |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| training wall time | training pairs/s | device |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in recs:
         m, spec = r["metrics"], r["spec"]
         lo, hi = m["pref_accuracy_ci"]
@@ -101,7 +101,7 @@ def testbed_section() -> str:
     if not recs:
         return "_No testbed reference run stored yet: `python -m effalign run --grid params/grids/testbed_200_readme.yaml`._\n"
     lines = ["| run key | pairs | held-out prompts | gold reward before (reference, greedy) | gold reward after | "
-             "win rate vs reference | KL to reference (nats) | preference accuracy | wall time |",
+             "win rate vs reference | KL to reference (nats) | preference accuracy | training wall time |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in recs:
         m = r["metrics"]
