@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
@@ -150,11 +149,3 @@ def pair_embeddings(pairs: Sequence[Any], **kwargs: Any) -> dict[str, np.ndarray
     n = len(pairs)
     return {"prompt": allv[:n], "chosen": allv[n : 2 * n], "rejected": allv[2 * n :]}
 
-
-def set_threads(n: int | None = None) -> int:
-    """Set torch's CPU threads (default: ``$EFFALIGN_THREADS`` or all cores); returns the count."""
-    import torch
-
-    n = n or int(os.environ.get("EFFALIGN_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(n)
-    return n

@@ -402,12 +402,12 @@ def runs_frame(records: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def _boot_mean_ci(values: np.ndarray, n_boot: int, level: float, seed: int) -> tuple[float, float]:
+    """:func:`effalign.evaluate.bootstrap_ci`, with no interval for fewer than two values."""
+    from .evaluate import bootstrap_ci
+
     if values.size < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-    q = (1 - level) / 2
-    return float(np.quantile(means, q)), float(np.quantile(means, 1 - q))
+    return bootstrap_ci(values, n_boot=n_boot, level=level, seed=seed)
 
 
 def summarize(
