@@ -108,12 +108,6 @@ class TrainResult:
     loss_curve: list[dict[str, float]] = field(default_factory=list)
 
 
-def _trl() -> Any:
-    import trl
-
-    return trl
-
-
 def _make_trainer_class() -> type:
     from trl import DPOTrainer
 
@@ -295,7 +289,8 @@ def train_dpo(
         ref = reference_logps(pairs, (model, tokenizer), config=config.tokenize, progress=progress)
     if len(ref.chosen) != len(pairs):
         raise ValueError(f"ref holds {len(ref.chosen)} log-probs for {len(pairs)} pairs")
-    trl = _trl()
+    from trl import DPOConfig
+
     peft_config = None
     if config.lora:
         from peft import LoraConfig
@@ -308,64 +303,57 @@ def train_dpo(
             task_type="CAUSAL_LM",
         )
     on_cpu = device.type == "cpu"
-    with warnings.catch_warnings():
-        # transformers 5 renamed gradient_checkpointing; TRL 1.16 still sets the old name
-        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
-        return _train(model, tokenizer, pairs, config, ref, device, on_cpu, peft_config, trl, output_dir, progress)
-
-
-def _train(model: Any, tokenizer: Any, pairs: Sequence[Any], config: DPOTrainConfig, ref: ReferenceLogps,
-           device: torch.device, on_cpu: bool, peft_config: Any, trl: Any, output_dir: str | None,
-           progress: bool) -> TrainResult:
     tokenized, trunc = tokenize_pairs(pairs, tokenizer, config.tokenize)
     dataset = pairs_dataset(tokenized, ref)
-    tmp = tempfile.TemporaryDirectory(prefix="effalign-dpo-") if output_dir is None else None
-    args = trl.DPOConfig(
-        output_dir=output_dir or tmp.name,
-        beta=config.beta,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        warmup_steps=float(config.warmup_ratio) if 0 < config.warmup_ratio < 1 else 0,
-        lr_scheduler_type=config.lr_scheduler,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        max_length=None,
-        precompute_ref_log_probs=True,
-        bf16=not on_cpu,  # on CPU, completion_logps chooses autocast itself (see logps.autocast_default)
-        use_cpu=on_cpu,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=config.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=not progress,
-        remove_unused_columns=False,
-        gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
-        train_sampling_strategy="random",  # length grouping: LengthBatchedSampler (see FastDPOTrainer)
-        dataloader_num_workers=0,
-    )
     curve: list[dict[str, float]] = []
     start = [time.perf_counter()]
-    trainer_cls = _make_trainer_class()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[_loss_curve_callback(curve, start)],
-    )
-    trainer.fast_logps = config.fast_logps
-    trainer.length_batches = config.group_by_length
-    _quiet_logging(trainer, progress)
-    t0 = time.perf_counter()
-    output = trainer.train()
-    wall = time.perf_counter() - t0
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="effalign-dpo-") as tmp:
+        # transformers 5 renamed gradient_checkpointing; TRL 1.16 still sets the old name
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+        args = DPOConfig(
+            output_dir=output_dir or tmp,
+            beta=config.beta,
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps,
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.grad_accum,
+            warmup_steps=float(config.warmup_ratio) if 0 < config.warmup_ratio < 1 else 0,
+            lr_scheduler_type=config.lr_scheduler,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            max_length=None,
+            precompute_ref_log_probs=True,
+            bf16=not on_cpu,  # on CPU, completion_logps chooses autocast itself (see logps.autocast_default)
+            use_cpu=on_cpu,
+            seed=config.seed,
+            data_seed=config.seed,
+            logging_steps=config.logging_steps,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=not progress,
+            remove_unused_columns=False,
+            gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
+            train_sampling_strategy="random",  # length grouping: LengthBatchedSampler (see FastDPOTrainer)
+            dataloader_num_workers=0,
+        )
+        trainer_cls = _make_trainer_class()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        trainer = trainer_cls(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[_loss_curve_callback(curve, start)],
+        )
+        trainer.fast_logps = config.fast_logps
+        trainer.length_batches = config.group_by_length
+        _quiet_logging(trainer, progress)
+        t0 = time.perf_counter()
+        output = trainer.train()
+        wall = time.perf_counter() - t0
     trained = trainer.model
     if config.lora:
         trained = trained.merge_and_unload()
@@ -389,6 +377,5 @@ def _train(model: Any, tokenizer: Any, pairs: Sequence[Any], config: DPOTrainCon
         "truncation": trunc.to_dict(),
         "ref_computed": ref.computed,
     }
-    if tmp is not None:
-        tmp.cleanup()
     return TrainResult(trained, tokenizer, metrics, curve)
+
