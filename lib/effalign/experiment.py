@@ -20,7 +20,6 @@ A spec's ``data`` mapping names the data:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import time
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import PreferenceData, load_preferences, repo_dir, split_by_prompt
+from .data import PreferenceData, load_preferences, split_by_prompt
 from .logps import ReferenceLogps, reference_logps
 from .runs import ResultStore, RunSpec, run_grid
 from .train import DPOTrainConfig, prepare_policy, train_dpo
@@ -47,6 +46,7 @@ class Context:
     data: dict[str, tuple[PreferenceData, PreferenceData]] = field(default_factory=dict)
     policies: dict[tuple[str, bool], tuple[Any, Any]] = field(default_factory=dict)
     ref_gen: dict[str, tuple[list[str], list[float]]] = field(default_factory=dict)
+    refs: dict[tuple[Any, ...], tuple[ReferenceLogps, ReferenceLogps]] = field(default_factory=dict)
 
     def split(self, data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
         """Pool and evaluation pairs for a spec's ``data`` mapping (cached)."""
@@ -61,6 +61,18 @@ class Context:
         if key not in self.policies:
             self.policies[key] = prepare_policy(name, DPOTrainConfig(lora=lora))
         return self.policies[key]
+
+    def reference(self, spec: RunSpec, config: DPOTrainConfig, progress: bool) -> tuple[ReferenceLogps, ReferenceLogps]:
+        """Reference log-probs of the pool and the evaluation pairs (disk-cached; kept here per split)."""
+        key = (json.dumps(dict(spec.data), sort_keys=True), spec.model, config.lora, config.tokenize)
+        if key not in self.refs:
+            pool, eval_pairs = self.split(spec.data)
+            base = self.base_policy(spec.model, config.lora)
+            self.refs[key] = tuple(
+                reference_logps(pairs, base, config=config.tokenize, batch_size=8, progress=progress)
+                for pairs in (pool, eval_pairs)
+            )
+        return self.refs[key]
 
 
 def load_split(data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
@@ -79,10 +91,6 @@ def load_split(data_spec: Mapping[str, Any]) -> tuple[PreferenceData, Preference
         order = rng.permutation(len(pool))[: int(data_spec["pool_size"])]
         pool = pool.subset(sorted(order.tolist()))
     return pool, ev
-
-
-def _ref(pairs: Sequence[Any], policy: tuple[Any, Any], config: DPOTrainConfig, progress: bool) -> ReferenceLogps:
-    return reference_logps(pairs, policy, config=config.tokenize, batch_size=8, progress=progress)
 
 
 def select_subset(spec: RunSpec, pool: PreferenceData, pool_ref: ReferenceLogps) -> tuple[np.ndarray, dict[str, Any]]:
@@ -143,9 +151,7 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
     ev = {**DEFAULT_EVAL, **spec.eval}
     torch.manual_seed(spec.seed)
     pool, eval_pairs = ctx.split(spec.data)
-    base = ctx.base_policy(spec.model, config.lora)
-    pool_ref = _ref(pool, base, config, progress)
-    eval_ref = _ref(eval_pairs, base, config, progress)
+    pool_ref, eval_ref = ctx.reference(spec, config, progress)
 
     t0 = time.perf_counter()
     idx, select_info = select_subset(spec, pool, pool_ref)
@@ -240,11 +246,3 @@ def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True) -
     new = run_experiment(spec, progress=progress)
     new.pop("extra", None)
     return {"key": key, "spec": spec.to_dict(), "stored": record["metrics"], "new": new}
-
-
-def default_store() -> ResultStore:
-    return ResultStore(repo_dir() / "results")
-
-
-def spec_digest(specs: Sequence[RunSpec]) -> str:
-    return hashlib.sha256("".join(s.key for s in specs).encode()).hexdigest()[:12]
