@@ -253,24 +253,32 @@ def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseli
     return ax
 
 
+def _intervals_by_row(ax: Any, mean: Any, lo: Any, hi: Any, labels: Sequence[str],
+                      colors: Sequence[str] | None = None) -> None:
+    """One row per entry, top to bottom: a point at ``mean`` with its interval (a missing bound
+    collapses to the point), labelled on the y axis."""
+    import numpy as np
+
+    mean = np.asarray(mean, dtype=float)
+    lo = np.where(np.isfinite(lo), lo, mean)
+    hi = np.where(np.isfinite(hi), hi, mean)
+    ys = np.arange(len(mean))[::-1]
+    for y, m, l, h, c in zip(ys, mean, lo, hi, colors or ["C0"] * len(mean)):
+        ax.errorbar([m], [y], xerr=[[m - l], [h - m]], fmt="o", color=c, capsize=3, ms=5)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(list(labels))
+
+
 def plot_paired_differences(paired: Any, metric: str, ax: Any = None, *, baseline: str = "random",
                             title: str | None = None) -> Any:
     """Forest plot: each sampler minus ``baseline`` on the same seeds, mean with t interval, per budget
     (`effalign.report.paired_differences`)."""
-    import numpy as np
-
     ax = _axes(ax, (6.4, max(2.6, 0.32 * (0 if paired is None else len(paired)) + 1.4)))
     if paired is None or len(paired) == 0:
         _empty(ax, "paired runs")
     else:
         p = paired.reset_index(drop=True)
-        ys = np.arange(len(p))[::-1]
-        mean = p["mean_diff"].to_numpy(dtype=float)
-        lo = np.where(np.isfinite(p["lo"]), p["lo"], mean)
-        hi = np.where(np.isfinite(p["hi"]), p["hi"], mean)
-        ax.errorbar(mean, ys, xerr=[mean - lo, hi - mean], fmt="o", color="C0", capsize=3, ms=5)
-        ax.set_yticks(ys)
-        ax.set_yticklabels([f"{r.label} @ {r.fraction:.0%}" for r in p.itertuples()])
+        _intervals_by_row(ax, p["mean_diff"], p["lo"], p["hi"], [f"{r.label} @ {r.fraction:.0%}" for r in p.itertuples()])
     ax.axvline(0, color="0.4", lw=1, ls="--")
     ax.set_xlabel(f"difference to {baseline} in {metric_label(metric)}")
     ax.set_ylabel("sampler @ budget (share of pool)")
@@ -281,23 +289,14 @@ def plot_paired_differences(paired: Any, metric: str, ax: Any = None, *, baselin
 def plot_ablation(summary: Any, metric: str, ax: Any = None, *, reference: str | None = "isa",
                   title: str | None = None) -> Any:
     """Horizontal point plot of ISA variants (and baselines) at one budget: mean with interval."""
-    import numpy as np
-
     n = 0 if summary is None else len(summary)
     ax = _axes(ax, (6.4, max(2.6, 0.35 * n + 1.4)))
     if n == 0:
         _empty(ax, "ablation runs")
     else:
         s = summary.reset_index(drop=True)
-        ys = np.arange(len(s))[::-1]
-        mean = s["mean"].to_numpy(dtype=float)
-        lo = np.where(np.isfinite(s["lo"]), s["lo"], mean)
-        hi = np.where(np.isfinite(s["hi"]), s["hi"], mean)
         colors = ["C1" if lab == reference else "C0" for lab in s["label"]]
-        for y, m, l, h, c in zip(ys, mean, lo, hi, colors):
-            ax.errorbar([m], [y], xerr=[[m - l], [h - m]], fmt="o", color=c, capsize=3, ms=5)
-        ax.set_yticks(ys)
-        ax.set_yticklabels(list(s["label"]))
+        _intervals_by_row(ax, s["mean"], s["lo"], s["hi"], list(s["label"]), colors)
         if reference in set(s["label"]):
             ax.axvline(float(s.loc[s["label"] == reference, "mean"].iloc[0]), color="C1", lw=1, ls=":")
     ax.set_xlabel(metric_label(metric))
