@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import argparse
 import ast
-import pprint
 import sys
 from pathlib import Path
 
 import nbformat
 
-from effalign.book import load_profile, notebook_parameters
+from effalign.book import format_parameters, load_profile, notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADER = "# Parameters (papermill replaces them; defaults: params/default.yaml)\n"
-
-
-def render(params: dict) -> str:
-    lines = [HEADER.rstrip("\n")]
-    for key, value in params.items():
-        text = pprint.pformat(value, width=100 - len(key) - 3, sort_dicts=False)
-        lines.append(f"{key} = " + text.replace("\n", "\n" + " " * (len(key) + 3)))
-    return "\n".join(lines)
+HEADER = "# Parameters (papermill replaces them; defaults: params/default.yaml)"
 
 
 def main() -> int:
@@ -41,7 +32,7 @@ def main() -> int:
         order = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets]
         values = notebook_parameters(profile, path.stem, set(order))
         values["profile"] = "default"
-        new = render({k: values[k] for k in order})
+        new = format_parameters({k: values[k] for k in order}, HEADER)
         if new != cell.source:
             stale.append(path.name)
             if not args.check:

@@ -87,12 +87,21 @@ def declared_parameters(path: Path) -> set[str]:
     return set(pm.inspect_notebook(str(path)))
 
 
+def format_parameters(params: dict[str, Any], header: str) -> str:
+    """A parameters cell: ``header``, then one line-wrapped assignment per parameter."""
+    import pprint
+
+    lines = [header]
+    for k, v in params.items():
+        text = pprint.pformat(v, width=88 - len(k) - 3, sort_dicts=False)
+        lines.append(f"{k} = " + text.replace("\n", "\n" + " " * (len(k) + 3)))
+    return "\n".join(lines)
+
+
 def _tidy_parameter_cells(path: Path, params: dict[str, Any]) -> None:
     """In an executed notebook: tag the original parameters cell ``remove-cell``; rewrite the
     injected one with one readable, line-wrapped assignment per parameter, folded (``hide-input``:
     the book shows a button that unfolds it)."""
-    import pprint
-
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
@@ -103,11 +112,7 @@ def _tidy_parameter_cells(path: Path, params: dict[str, Any]) -> None:
         if "injected-parameters" in tags:
             if "hide-input" not in tags:
                 cell["metadata"]["tags"] = [*tags, "hide-input"]
-            lines = ["# Parameters of this build (papermill)"]
-            for k, v in params.items():
-                text = pprint.pformat(v, width=88 - len(k) - 3, sort_dicts=False)
-                lines.append(f"{k} = " + text.replace("\n", "\n" + " " * (len(k) + 3)))
-            cell["source"] = "\n".join(lines)
+            cell["source"] = format_parameters(params, "# Parameters of this build (papermill)")
     nbformat.write(nb, str(path))
 
 
