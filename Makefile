@@ -33,7 +33,7 @@ book: $(STAMP)
 # resumable: stored runs are never recomputed). `make book` afterwards renders them.
 experiments: $(STAMP)
 	$(PY) -c "from effalign.book import export_grids; export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)')"
-	for grid in _build/grids/$(PROFILE)/*.yaml; do $(PY) -m effalign run --grid $$grid --store $(EXPERIMENTS) || exit 1; done
+	$(PY) -m effalign run $$(for g in _build/grids/$(PROFILE)/*.yaml; do printf -- '--grid %s ' $$g; done) --store $(EXPERIMENTS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py

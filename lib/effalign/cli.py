@@ -78,10 +78,16 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .experiment import expand_grid, load_grid, run_specs
 
-    grid = load_grid(args.grid)
-    specs = expand_grid(grid)
-    store = args.store or grid.get("store") or "results"
-    print(f"{len(specs)} runs in grid {args.grid} (experiment {grid['experiment']}), store {store}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    grids = [load_grid(path) for path in args.grid]
+    # seed-major across all grids: an interrupted run leaves whole seeds of every grid, not a few grids
+    specs = sorted((s for g in grids for s in expand_grid(g)), key=lambda s: s.seed)
+    store = args.store or grids[0].get("store") or "results"
+    names = ", ".join(g["experiment"] for g in grids)
+    print(f"{len(specs)} runs in {len(grids)} grid(s) (experiments {names}), store {store}")
     if args.dry_run:
         for s in specs:
             print(s.key, s.sampler, s.budget, s.seed)
@@ -119,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("run", help="run an experiment grid (select → train → evaluate → store), resumable")
-    p.add_argument("--grid", required=True, help="grid YAML (experiment, data, model, samplers, budgets|fractions, seeds, train, eval)")
+    p.add_argument("--grid", required=True, action="append",
+                   help="grid YAML (experiment, data, model, samplers, budgets|fractions, seeds, train, eval); "
+                        "repeat to run several grids, seed by seed")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--store", default=None, help="result store directory (default: the grid's 'store' or results/)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their keys, run nothing")
     p.add_argument("--quiet", action="store_true")

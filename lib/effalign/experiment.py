@@ -7,8 +7,9 @@ The notebooks and ``python -m effalign run --grid grid.yaml`` use the same funct
 A spec's ``data`` mapping names the data:
 
 - ``source``: the training data (alias, file or hub id);
-- ``eval_source`` (optional): separate evaluation pairs; otherwise ``source`` is split by prompt
-  with ``eval_size`` (count or fraction) and ``split_seed``;
+- ``eval_source`` (optional): separate evaluation pairs (``eval_size``, a count, keeps a seeded
+  sample of them); otherwise ``source`` is split by prompt with ``eval_size`` (count or fraction)
+  and ``split_seed``;
 - ``pool_size`` (optional): keep the first ``pool_size`` pool pairs (after a seeded shuffle);
 - ``gen_prompts`` (optional): ``"testbed"`` to evaluate generations on the testbed's held-out
   prompts with the gold reward (``gen_n`` of them).
@@ -84,6 +85,9 @@ def load_split(data_spec: Mapping[str, Any]) -> tuple[PreferenceData, Preference
     data = load_preferences(data_spec["source"], split=data_spec.get("split"))
     if data_spec.get("eval_source"):
         pool, ev = data, load_preferences(data_spec["eval_source"])
+        if data_spec.get("eval_size") is not None and int(data_spec["eval_size"]) < len(ev):
+            keep = np.random.default_rng(data_spec.get("split_seed", 0)).permutation(len(ev))[: int(data_spec["eval_size"])]
+            ev = ev.subset(sorted(keep.tolist()))
     else:
         pool, ev = split_by_prompt(data, data_spec.get("eval_size", 300), seed=data_spec.get("split_seed", 0))
     if data_spec.get("pool_size"):
