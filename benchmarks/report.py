@@ -1,7 +1,9 @@
 """Write the README's generated sections from stored measurements (never typed by hand).
 
 - ``<!-- BEGIN perf -->`` … ``<!-- END perf -->``: tables from ``benchmarks/results/*.json``;
-- ``<!-- BEGIN runs -->`` … ``<!-- END runs -->``: the reference runs from ``results/*.jsonl``.
+- ``<!-- BEGIN runs -->`` … ``<!-- END runs -->``: the reference runs from ``results/*.jsonl``;
+- ``<!-- BEGIN headline -->`` … ``<!-- END headline -->``: the default profile's grids (the
+  findings chapter's headline table and the paper's claims, from the same library functions).
 
 Usage: python benchmarks/report.py [--check]   (--check: exit 1 if the README is out of date)
 """
@@ -115,6 +117,43 @@ def testbed_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline_section(profile: str = "default") -> str:
+    import math
+
+    from effalign import report
+    from effalign.book import load_profile
+
+    prof = load_profile(profile, ROOT)
+    tracks = prof["common"]["tracks"]
+    frames = report.profile_frames(prof, ROOT / "results")
+    findings = {name: report.track_findings(sc, sa, tracks[name]["metric"], n_boot=200) for name, (sc, sa) in frames.items()}
+    n_runs = sum(f["runs"] for f in findings.values())
+    if n_runs == 0:
+        return f"_No runs of the `{profile}` profile are stored yet: `make experiments`._\n"
+
+    def num(x: float, fmt: str = "{:.3f}") -> str:
+        return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+    lines = [f"From the {n_runs} stored runs of the `{profile}` profile (means over seeds; "
+             "interval: 95% paired t interval of ISA − random over seeds).", "",
+             "| track (metric) | budget | pairs | untrained | full pool | random | ISA | ISA − random (interval) | p | "
+             "ISA rank | best selector | ISA share of full-data gain |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    table = report.headline_frame(findings)
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r['track']} ({r['metric']}) | {r['budget']:.0%} | {r['pairs']:.0f} | {num(r['untrained'])} | "
+            f"{num(r['full data'])} | {num(r['random'])} | {num(r['isa'])} | "
+            f"{num(r['isa − random'], '{:+.3f}')} ({num(r['interval lo'], '{:+.3f}')} to {num(r['interval hi'], '{:+.3f}')}) | "
+            f"{num(r['paired t p'])} | {r['isa rank'] or '–'} of {r['selectors']} | {r['best selector']} | "
+            f"{num(r['isa share of full-data gain'], '{:.0%}')} |")
+    lines.append("")
+    for name, f in findings.items():
+        lines.append(f"**{name}**: " + " ".join(report.claim_statements(f)))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
     if not pattern.search(text):
@@ -130,6 +169,7 @@ def main() -> int:
     old = readme.read_text()
     new = replace_section(replace_section(old, "perf", perf_section()), "runs", runs_section())
     new = replace_section(new, "testbed", testbed_section())
+    new = replace_section(new, "headline", headline_section())
     if args.check:
         if new != old:
             print("README.md generated sections are out of date: run python benchmarks/report.py")

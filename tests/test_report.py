@@ -258,3 +258,59 @@ def test_data_views():
     assert sbs.shape == (2, 6) and all(len(v) <= 10 for v in sbs.to_numpy().ravel())
     lengths = report.length_frame({"a": pool})
     assert len(lengths) == 120 and set(lengths["part"]) == {"prompt", "chosen", "rejected"}
+
+
+def headline_records(isa_shift: float, plateau: bool = True):
+    """Scaling runs (pool 100) on an exponential plateau, and sampler runs at 5 and 10 pairs."""
+    recs = []
+    for seed in range(3):
+        for n in (2, 5, 10, 20, 50, None):
+            size = 100 if n is None else n
+            y = 0.5 + 0.2 * (1 - math.exp(-size / 8)) if plateau else 0.5 + 0.001 * size
+            recs.append(record("full" if n is None else "random", n, seed, experiment="hh_scaling",
+                               pref_accuracy=y + 0.002 * (seed - 1)))
+        for n in (5, 10):
+            base = 0.5 + 0.2 * (1 - math.exp(-n / 8)) + 0.002 * (seed - 1)
+            recs.append(record("random", n, seed, pref_accuracy=base))
+            recs.append(record("isa", n, seed, pref_accuracy=base + isa_shift + 0.001 * seed))
+            recs.append(record("longest", n, seed, pref_accuracy=base - 0.05))
+    return recs
+
+
+def test_track_findings_and_claims_when_isa_wins():
+    recs = headline_records(isa_shift=0.08)
+    frame = report.runs_frame(recs)
+    scaling, samplers = frame[frame["experiment"] == "hh_scaling"], frame[frame["experiment"] == "hh_samplers"]
+    f = report.track_findings(scaling, samplers, "pref_accuracy", n_boot=50)
+    assert f["full_n"] == 3 and f["untrained"] == 0.5
+    b10 = f["budgets"][0.1]
+    assert b10["rank"] == 1 and b10["best"] == "isa" and b10["wins"] == 3
+    assert b10["diff"] == pytest.approx(0.081, abs=1e-9)
+    gain = f["full_mean"] - 0.5
+    assert b10["share_of_gain"] == pytest.approx((b10["label_mean"] - 0.5) / gain)
+    claims = report.claim_statements(f)
+    assert claims[0].startswith("Plateau claim") and ": holds" in claims[0]
+    assert "Small-subset claim" in claims[1] and ": holds" in claims[1]
+    assert "Sampler claim" in claims[2] and ": holds" in claims[2]
+    table = report.headline_frame({"hh": f})
+    assert list(table["budget"]) == [0.05, 0.1]
+    assert table["isa rank"].tolist() == [1, 1]
+
+
+def test_claims_fail_when_isa_loses_and_no_plateau():
+    frame = report.runs_frame(headline_records(isa_shift=-0.1, plateau=False))
+    scaling, samplers = frame[frame["experiment"] == "hh_scaling"], frame[frame["experiment"] == "hh_samplers"]
+    f = report.track_findings(scaling, samplers, "pref_accuracy", n_boot=50)
+    claims = report.claim_statements(f)
+    assert ": holds" not in claims[0]
+    assert "Small-subset claim" in claims[1] and ": fails" in claims[1]
+    assert "Sampler claim" in claims[2] and ": fails" in claims[2]
+    assert f["budgets"][0.05]["rank"] == 3
+
+
+def test_claims_without_runs_say_not_resolved():
+    empty = report.runs_frame([])
+    f = report.track_findings(empty, empty, "pref_accuracy", n_boot=10)
+    claims = report.claim_statements(f)
+    assert "not resolved" in claims[0] and "not resolved" in claims[1]
+    assert report.headline_frame({"hh": f}).empty

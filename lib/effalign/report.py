@@ -49,6 +49,7 @@ __all__ = [
     "ablation_grid",
     "ablation_samplers",
     "availability",
+    "claim_statements",
     "collect",
     "compute_table",
     "concat",
@@ -60,6 +61,7 @@ __all__ = [
     "empirical_saturation",
     "full_vs_subset_grids",
     "gpu_dpo_grids",
+    "headline_frame",
     "isa_frame",
     "length_frame",
     "loss_curves",
@@ -71,6 +73,7 @@ __all__ = [
     "notebook_setup",
     "paired_differences",
     "paired_statements",
+    "profile_frames",
     "runs_frame",
     "sampler_grid",
     "sampler_label",
@@ -82,6 +85,7 @@ __all__ = [
     "stored_records",
     "subset_profile",
     "summarize",
+    "track_findings",
 ]
 
 #: The value of each metric for the untrained policy (``None``: read from the runs, see
@@ -1020,3 +1024,178 @@ def side_by_side(pool: Sequence[Any], left: Sequence[int], right: Sequence[int],
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
     frame.index = [f"example {j + 1}" for j in range(len(frame))]
     return frame
+
+
+# --------------------------------------------------------------------------- headline and the paper's claims
+
+
+def profile_frames(profile: Mapping[str, Any], store: Any) -> dict[str, tuple[Any, Any]]:
+    """Per track of a loaded profile: the runs frames of its stored scaling and sampler grids
+    (the same specs as the notebooks ask for, so the same run keys)."""
+    from .experiment import expand_grid
+
+    c = profile["common"]
+    out = {}
+    for name, track in c["tracks"].items():
+        common = dict(model=c["model"], train=c["train"])
+        scaling = expand_grid(scaling_grid(name, track, seeds=c["scaling_seeds"], fractions=c["scaling_fractions"],
+                                           **common))
+        samplers = expand_grid(sampler_grid(name, track, seeds=c["seeds"], samplers=c["samplers"],
+                                            budgets=c["budgets"], **common))
+        out[name] = (runs_frame(stored_records(scaling, store)), runs_frame(stored_records(samplers, store)))
+    return out
+
+
+def _welch(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, float, float]:
+    """Mean of ``a`` minus mean of ``b`` with a Welch t interval and p-value (NaN when undefined)."""
+    from scipy import stats
+
+    d = float(a.mean() - b.mean()) if a.size and b.size else math.nan
+    if a.size < 2 or b.size < 2 or (a.std() == 0 and b.std() == 0):
+        return d, math.nan, math.nan, math.nan
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    tq = stats.t.ppf(0.5 + level / 2, dof)
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return d, d - tq * se, d + tq * se, p
+
+
+def track_findings(scaling: Any, samplers: Any, metric: str, *, label: str = "isa", baseline: str = "random",
+                   n_boot: int = 500, level: float = 0.95) -> dict[str, Any]:
+    """The numbers behind the headline of one track, computed from its runs frames.
+
+    Keys: ``metric``, ``runs`` (stored runs), ``untrained``, ``full_mean``/``full_n``, ``scaling``
+    (a :class:`ScalingOutcome`), ``random95`` (:func:`empirical_saturation`), and ``budgets``: per
+    budget fraction, the means of ``baseline`` and ``label``, their paired difference (interval,
+    p-values, wins), ``label`` minus the full-data mean (Welch interval), the share of the full-data
+    gain that ``label`` reaches, ``label``'s rank among the selectors and the best selector.
+    """
+    import pandas as pd
+
+    frames = [f for f in (scaling, samplers) if f is not None and len(f)]
+    both = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out: dict[str, Any] = {"metric": metric, "runs": len(both), "untrained": metric_baseline(both, metric),
+                           "full_mean": math.nan, "full_n": 0, "budgets": {}}
+    out["scaling"] = scaling_analysis(scaling, metric, n_boot=n_boot)
+    out["random95"] = empirical_saturation(scaling, metric) if scaling is not None and len(scaling) else None
+    full = np.array([], dtype=float)
+    if scaling is not None and len(scaling) and metric in scaling:
+        full = scaling.loc[scaling["label"] == "full", metric].dropna().to_numpy(dtype=float)
+    if full.size:
+        out["full_mean"], out["full_n"] = float(full.mean()), int(full.size)
+    if samplers is None or len(samplers) == 0 or metric not in samplers:
+        return out
+    paired = paired_differences(samplers, metric, baseline=baseline, level=level)
+    summary = summarize(samplers, metric, n_boot=n_boot, level=level)
+    gain = out["full_mean"] - out["untrained"]
+    for frac, g in summary.groupby("fraction", sort=True):
+        g = g.dropna(subset=["mean"]).sort_values("mean", ascending=False).reset_index(drop=True)
+        means = dict(zip(g["label"], g["mean"]))
+        row: dict[str, Any] = {"n_train": float(g["n_train"].mean()), "selectors": len(g),
+                               "baseline_mean": means.get(baseline, math.nan), "label_mean": means.get(label, math.nan),
+                               "best": g.iloc[0]["label"] if len(g) else "", "best_mean": float(g.iloc[0]["mean"]) if len(g) else math.nan,
+                               "rank": int(g.index[g["label"] == label][0]) + 1 if label in means else None}
+        p = paired[(paired["label"] == label) & np.isclose(paired["fraction"], frac)]
+        if len(p):
+            r = p.iloc[0]
+            row.update(diff=r["mean_diff"], diff_lo=r["lo"], diff_hi=r["hi"], t_p=r["t_p"], wilcoxon_p=r["wilcoxon_p"],
+                       wins=int(r["wins"]), n_pairs=int(r["n_pairs"]))
+        lab = samplers.loc[(samplers["label"] == label) & np.isclose(samplers["fraction"], frac), metric].dropna()
+        d, lo, hi, pw = _welch(lab.to_numpy(dtype=float), full, level)
+        row.update(vs_full=d, vs_full_lo=lo, vs_full_hi=hi, vs_full_p=pw,
+                   share_of_gain=(row["label_mean"] - out["untrained"]) / gain if np.isfinite(gain) and gain > 0 else math.nan)
+        out["budgets"][round(float(frac), 6)] = row
+    return out
+
+
+def headline_frame(findings: Mapping[str, Mapping[str, Any]], label: str = "isa", baseline: str = "random") -> Any:
+    """One row per track and budget: the README's and the findings chapter's headline table."""
+    import pandas as pd
+
+    rows = []
+    for track, f in findings.items():
+        sc = f["scaling"]
+        exp_w = sc.report.weights.get("exp_plateau", math.nan) if sc.ok else math.nan
+        r95 = f["random95"]["fraction"] if f["random95"] else math.nan
+        for frac, b in f["budgets"].items():
+            rows.append({
+                "track": track, "metric": f["metric"], "budget": frac, "pairs": b["n_train"],
+                "untrained": f["untrained"], "full data": f["full_mean"],
+                baseline: b["baseline_mean"], label: b["label_mean"],
+                f"{label} − {baseline}": b.get("diff", math.nan), "interval lo": b.get("diff_lo", math.nan),
+                "interval hi": b.get("diff_hi", math.nan), "paired t p": b.get("t_p", math.nan),
+                f"{label} share of full gain": b["share_of_gain"],
+                "best selector": b["best"], f"{label} rank": b["rank"], "selectors": b["selectors"],
+                "exp-plateau Akaike weight": exp_w, "random reaches 95% at": r95,
+            })
+    return pd.DataFrame(rows)
+
+
+def claim_statements(f: Mapping[str, Any], label: str = "isa", baseline: str = "random",
+                     alpha: float = 0.05, share: float = 0.95) -> list[str]:
+    """The paper's three claims, each judged against one track's findings (:func:`track_findings`):
+    'holds', 'fails' or 'not resolved', with the numbers that decide it."""
+    metric = f["metric"]
+    out = []
+    sc = f["scaling"]
+    if not sc.ok:
+        out.append(f"Plateau claim: not resolved ({sc.reason.rstrip('.')}).")
+    else:
+        rep = sc.report
+        w = rep.weights
+        exp_w = w.get("exp_plateau", 0.0)
+        weights = (f"Akaike weight {exp_w:.2f} against " + ", ".join(f"{k} {v:.2f}" for k, v in w.items() if k != "exp_plateau")
+                   + f" ({sc.n_points} runs)")
+        if rep.best != "exp_plateau":
+            verdict = "fails"
+        else:
+            try:
+                n95 = float(rep.n_at(0.95, "exp_plateau"))
+            except Exception:  # noqa: BLE001 - a degenerate fit has no n95
+                n95 = math.nan
+            if np.isfinite(n95) and n95 <= rep.n_full:
+                verdict = ("holds clearly" if exp_w >= 0.9 else "holds weakly") + \
+                    f" (it levels off within the pool: 95% of its rise by {n95:,.0f} of {rep.n_full:,.0f} pairs)"
+            else:
+                verdict = ("not resolved: the exponential form is favoured but has not levelled off within the pool "
+                           "(it is close to a straight line over the measured range)")
+        out.append(f"Plateau claim (the exponential plateau fits {metric} best and flattens): {verdict}; {weights}.")
+    if not f["budgets"]:
+        return out + [f"Subset and sampler claims: not resolved (no sampler runs with {metric} are stored)."]
+    gain = f["full_mean"] - f["untrained"]
+    small = {frac: b for frac, b in f["budgets"].items() if frac <= 0.1 + 1e-9}
+    if not np.isfinite(gain):
+        out.append("Small-subset claim: not resolved (the full-data runs are not stored).")
+    elif gain <= 0:
+        out.append(f"Small-subset claim: not resolved; training on the whole pool did not improve {metric} over the "
+                   f"untrained policy ({f['full_mean']:.3g} vs {f['untrained']:.3g}), so there is no full-data gain to match.")
+    else:
+        parts, holds = [], []
+        for frac, b in sorted(small.items()):
+            ci = (f", {label} − full {b['vs_full']:+.3g} (interval {b['vs_full_lo']:+.3g} to {b['vs_full_hi']:+.3g})"
+                  if np.isfinite(b["vs_full_lo"]) else "")
+            parts.append(f"at {frac:.0%} {label} reaches {b['share_of_gain']:.0%} of the full-data gain{ci}")
+            holds.append(b["share_of_gain"] >= share)
+        verdict = "holds" if any(holds) else "fails"
+        out.append(f"Small-subset claim ({label} on at most 10% of the pool aligns about as well as the whole pool, "
+                   f"read as reaching {share:.0%} of its gain over the untrained policy, {f['untrained']:.3g} to "
+                   f"{f['full_mean']:.3g}): {verdict}; " + "; ".join(parts) + ".")
+    parts, better, worse = [], [], []
+    for frac, b in sorted(f["budgets"].items()):
+        if "diff" not in b:
+            parts.append(f"at {frac:.0%} no paired runs")
+            continue
+        sig = np.isfinite(b["t_p"]) and b["t_p"] < alpha
+        better.append(sig and b["diff"] > 0)
+        worse.append(sig and b["diff"] < 0)
+        parts.append(f"at {frac:.0%} {label} − {baseline} {b['diff']:+.3g} (p = {_fmt_p(b['t_p'])}), rank {b['rank']} of "
+                     f"{b['selectors']} selectors (best: {b['best']})")
+    if better and all(better) and all(b["rank"] == 1 for b in f["budgets"].values()):
+        verdict = "holds"
+    elif any(worse) or (better and not any(better) and all((b.get("diff", 0) or 0) < 0 for b in f["budgets"].values())):
+        verdict = "fails"
+    else:
+        verdict = "not resolved at this scale (no significant difference in the paired test)"
+    out.append(f"Sampler claim ({label} beats the other selectors): {verdict}; " + "; ".join(parts) + ".")
+    return out
