@@ -65,3 +65,32 @@ def test_grid_errors(setup):
         experiment.expand_grid({"experiment": "x"})
     with pytest.raises(ValueError, match="unknown data fields"):
         experiment.load_split({"source": "x", "colour": 1})
+
+
+def test_cli_run_takes_several_grids_seed_by_seed(setup, tmp_path, capsys):
+    import yaml
+
+    from effalign.cli import main
+
+    grid, store_dir = setup
+    paths = []
+    for name in ("grid_a", "grid_b"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**grid, "experiment": name, "seeds": [0, 1], "budgets": [4]}))
+        paths.append(path)
+    assert main(["run", "--dry-run", "--grid", str(paths[0]), "--grid", str(paths[1]), "--store", str(store_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "8 runs in 2 grid(s)" in lines[0]
+    seeds = [int(line.split()[-1]) for line in lines[1:]]
+    assert seeds == [0, 0, 0, 0, 1, 1, 1, 1]  # every grid's seed 0 first
+
+
+def test_eval_size_samples_a_separate_eval_source(setup, tmp_path):
+    grid, _ = setup
+    source = grid["data"]["source"]
+    pool, ev = experiment.load_split({"source": source, "eval_source": source})
+    assert len(ev) == len(pool) == 24
+    pool, ev5 = experiment.load_split({"source": source, "eval_source": source, "eval_size": 5, "split_seed": 1})
+    assert len(ev5) == 5 and {str(p.prompt) for p in ev5.pairs} <= {str(p.prompt) for p in ev.pairs}
+    again = experiment.load_split({"source": source, "eval_source": source, "eval_size": 5, "split_seed": 1})[1]
+    assert [p.prompt for p in again.pairs] == [p.prompt for p in ev5.pairs]
