@@ -115,7 +115,7 @@ def test_executed_notebook_outputs(executed, name):
 def test_runs_went_to_the_throwaway_store(executed):
     tmp, _ = executed
     files = {p.stem for p in (tmp / "store").glob("*.jsonl")}
-    assert files == {"testbed_scaling", "hh_scaling", "testbed_samplers", "hh_samplers", "gpu_dpo"}
+    assert files == {"testbed_subsets", "hh_subsets", "gpu_dpo"}
 
 
 def test_findings_are_computed(executed):

@@ -203,18 +203,23 @@ def test_grids_match_the_command_line(tmp_path):
     profile = {"profile": "t", "common": {
         "model": "tiny-random", "seeds": [0, 1], "scaling_seeds": [0], "train": {"epochs": 1},
         "tracks": {"t": track}, "scaling_fractions": [0.1, 0.5, 1.0], "samplers": ["random", "isa"],
-        "budgets": [0.25], "ablation": [{"score": "entropy"}], "ablation_budget": 0.25,
+        "budgets": [0.1, 0.25], "ablation": [{"score": "entropy"}], "ablation_budget": 0.25,
         "gpu_dpo": {"track": "t", "fraction": 0.25, "seed": 0, "cuda": {"model": "tiny-random"},
                     "cpu": {"model": "tiny-random", "data": {"pool_size": 10}, "train": {"lora": False}}},
     }}
     grids = notebook_grids(profile, device="cpu")
-    assert [g["experiment"] for g in grids] == ["t_scaling", "t_samplers", "t_samplers", "gpu_dpo", "gpu_dpo"]
-    assert grids[-1]["data"]["pool_size"] == 10 and grids[-1]["train"] == {"epochs": 1, "lora": False}
+    assert list(grids) == ["t_scaling", "t_samplers", "t_ablation", "gpu_dpo_full", "gpu_dpo_subset"]
+    assert [g["experiment"] for g in grids.values()] == ["t_subsets"] * 3 + ["gpu_dpo"] * 2
+    assert grids["gpu_dpo_subset"]["data"]["pool_size"] == 10
+    assert grids["gpu_dpo_subset"]["train"] == {"epochs": 1, "lora": False}
+    # random subsets of the same size are one run, shared by the scaling and sampler grids
+    shared = {s.key for s in expand_grid(grids["t_scaling"])} & {s.key for s in expand_grid(grids["t_samplers"])}
+    assert len(shared) == 1  # random at 10%, seed 0
     (tmp_path / "params").mkdir()
     (tmp_path / "params" / "t.yaml").write_text(yaml.safe_dump({k: v for k, v in profile.items() if k != "profile"}))
     paths = export_grids(str(tmp_path / "params" / "t.yaml"), tmp_path / "grids", device="cpu")
-    assert len(paths) == len(grids)
-    for path, grid in zip(paths, grids):
+    assert [p.stem for p in paths] == list(grids)
+    for path, grid in zip(paths, grids.values()):
         from_file = expand_grid(yaml.safe_load(path.read_text()))
         assert [s.key for s in from_file] == [s.key for s in expand_grid(grid)]
 

@@ -205,40 +205,38 @@ def render(root: Path | None = None) -> Path:
     return html
 
 
-def notebook_grids(profile: str | dict[str, Any], device: str = "cuda", root: Path | None = None) -> list[dict[str, Any]]:
-    """The grids the notebooks of a profile run (scaling, samplers, ablation, larger run), built by
-    the same functions as in the notebooks, so their run keys match. ``device`` picks the
-    ``gpu_dpo`` size (``"cuda"`` or ``"cpu"``)."""
+def notebook_grids(profile: str | dict[str, Any], device: str = "cuda", root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The grids the notebooks of a profile run, by name (``<track>_scaling``, ``<track>_samplers``,
+    ``<track>_ablation``, ``gpu_dpo_full``, ``gpu_dpo_subset``), built by the same functions as in
+    the notebooks, so their run keys match. ``device`` picks the ``gpu_dpo`` size (``"cuda"`` or
+    ``"cpu"``)."""
     from .report import ablation_grid, gpu_dpo_grids, sampler_grid, scaling_grid
 
     prof = load_profile(profile, root) if isinstance(profile, str) else profile
     c = prof["common"]
     common = dict(model=c["model"], train=c["train"])
-    grids = []
+    grids = {}
     for name, track in c["tracks"].items():
-        grids.append(scaling_grid(name, track, seeds=c["scaling_seeds"], fractions=c["scaling_fractions"], **common))
-        grids.append(sampler_grid(name, track, seeds=c["seeds"], samplers=c["samplers"], budgets=c["budgets"],
-                                  **common))
-        grids.append(ablation_grid(name, track, seeds=c["seeds"], variants=c["ablation"],
-                                   budget=c["ablation_budget"], **common))
-    grids.extend(gpu_dpo_grids(c["gpu_dpo"], c["tracks"], train=c["train"], device=device))
+        grids[f"{name}_scaling"] = scaling_grid(name, track, seeds=c["scaling_seeds"], fractions=c["scaling_fractions"],
+                                                **common)
+        grids[f"{name}_samplers"] = sampler_grid(name, track, seeds=c["seeds"], samplers=c["samplers"],
+                                                 budgets=c["budgets"], **common)
+        grids[f"{name}_ablation"] = ablation_grid(name, track, seeds=c["seeds"], variants=c["ablation"],
+                                                  budget=c["ablation_budget"], **common)
+    full, subset = gpu_dpo_grids(c["gpu_dpo"], c["tracks"], train=c["train"], device=device)
+    grids.update(gpu_dpo_full=full, gpu_dpo_subset=subset)
     return grids
 
 
 def export_grids(profile: str, out_dir: str | Path, device: str = "cuda") -> list[Path]:
-    """Write the notebooks' grids of a profile as grid files for ``python -m effalign run --grid``
-    (one per experiment: ``<experiment>.yaml``, ``<experiment>_ablation.yaml`` and so on)."""
+    """Write the notebooks' grids of a profile as grid files ``<name>.yaml`` (names as in
+    :func:`notebook_grids`) for ``python -m effalign run --grid``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    names: dict[str, int] = {}
-    suffixes = ["", "_ablation", "_2", "_3"]
-    for grid in notebook_grids(profile, device):
-        i = names.get(grid["experiment"], 0)
-        names[grid["experiment"]] = i + 1
-        suffix = {"gpu_dpo": ["_full", "_subset"]}.get(grid["experiment"], suffixes)[i]
-        path = out / f"{grid['experiment']}{suffix}.yaml"
-        path.write_text(f"# grid of profile {profile!r} as its notebooks run it (effalign.book.export_grids)\n"
+    for name, grid in notebook_grids(profile, device).items():
+        path = out / f"{name}.yaml"
+        path.write_text(f"# grid {name!r} of profile {profile!r} as its notebooks run it (effalign.book.export_grids)\n"
                         + yaml.safe_dump(grid, sort_keys=False))
         written.append(path)
     return written

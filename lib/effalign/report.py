@@ -254,21 +254,22 @@ def full_vs_subset_grids(track: str, spec: Mapping[str, Any], size: Mapping[str,
 
 def scaling_grid(track: str, spec: Mapping[str, Any], *, model: str, seeds: Sequence[int],
                  train: Mapping[str, Any], fractions: Sequence[float]) -> dict[str, Any]:
-    """The scaling grid of a track (``<track>_scaling``): random subsets at each fraction."""
-    return make_grid(track, "scaling", spec, model=model, seeds=seeds, train=train, fractions=fractions)
+    """The scaling grid of a track: random subsets at each fraction (experiment ``<track>_subsets``,
+    shared with the sampler grid, so random subsets of the same size are trained once)."""
+    return make_grid(track, "subsets", spec, model=model, seeds=seeds, train=train, fractions=fractions)
 
 
 def sampler_grid(track: str, spec: Mapping[str, Any], *, model: str, seeds: Sequence[int],
                  train: Mapping[str, Any], samplers: Sequence[Any], budgets: Sequence[float]) -> dict[str, Any]:
-    """The sampler grid of a track (``<track>_samplers``): every sampler at each budget (share)."""
-    return make_grid(track, "samplers", spec, model=model, seeds=seeds, train=train, samplers=samplers,
+    """The sampler grid of a track (experiment ``<track>_subsets``): every sampler at each budget (share)."""
+    return make_grid(track, "subsets", spec, model=model, seeds=seeds, train=train, samplers=samplers,
                      fractions=budgets)
 
 
 def ablation_grid(track: str, spec: Mapping[str, Any], *, model: str, seeds: Sequence[int],
                   train: Mapping[str, Any], variants: Sequence[Mapping[str, Any]], budget: float) -> dict[str, Any]:
     """The ISA ablation of a track, in the same experiment as its sampler grid (shared runs)."""
-    return make_grid(track, "samplers", spec, model=model, seeds=seeds, train=train,
+    return make_grid(track, "subsets", spec, model=model, seeds=seeds, train=train,
                      samplers=ablation_samplers(variants), fractions=[budget])
 
 
@@ -426,14 +427,15 @@ def summarize(
     """Mean of ``metric`` over seeds per group, with a percentile-bootstrap interval of the mean.
 
     Columns: the ``by`` columns, ``n`` (runs), ``mean``, ``sd``, ``lo``, ``hi``, ``n_train``,
-    ``fraction``, ``seconds`` (mean whole-run seconds) and ``note`` (why an interval is missing).
+    ``fraction``, ``seconds`` (mean whole-run seconds), ``tokens`` (mean training tokens) and
+    ``note`` (why an interval is missing).
     A single run per group has no interval.
     """
     import pandas as pd
 
     by = list(by)
     if frame is None or len(frame) == 0 or metric not in frame:
-        return pd.DataFrame(columns=[*by, "n", "mean", "sd", "lo", "hi", "n_train", "fraction", "seconds", "note"])
+        return pd.DataFrame(columns=[*by, "n", "mean", "sd", "lo", "hi", "n_train", "fraction", "seconds", "tokens", "note"])
     rows = []
     for keys, g in frame.groupby(by, dropna=False, sort=True):
         keys = keys if isinstance(keys, tuple) else (keys,)
@@ -450,6 +452,7 @@ def summarize(
             "n_train": float(g["n_train"].mean()) if "n_train" in g else math.nan,
             "fraction": float(g["fraction"].mean()) if "fraction" in g else math.nan,
             "seconds": float(g["seconds"].mean()) if "seconds" in g else math.nan,
+            "tokens": float(g["tokens"].mean()) if "tokens" in g else math.nan,
             "note": "" if y.size > 1 else "one run: no interval",
         })
     out = pd.DataFrame(rows)
@@ -760,8 +763,9 @@ def selector_statements(summary: Any, metric: str) -> list[str]:
         if g.empty:
             continue
         best, rest = g.iloc[0], g.iloc[1:]
+        tokens = f", {best['tokens']:,.0f} training tokens" if np.isfinite(best.get("tokens", math.nan)) else ""
         text = (f"At {frac:.0%} of the pool the highest mean {metric} is {best['label']} ({best['mean']:.3g} over "
-                f"{best['n']} seed(s), {best['seconds']:.0f} s per run)")
+                f"{best['n']} seed(s), {best['seconds']:.0f} s per run{tokens})")
         if not rest.empty:
             text += f"; runner-up {rest.iloc[0]['label']} ({rest.iloc[0]['mean']:.3g})"
             if np.isfinite(best["lo"]) and np.isfinite(rest.iloc[0]["hi"]) and best["lo"] <= rest.iloc[0]["hi"]:
