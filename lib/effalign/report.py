@@ -276,11 +276,13 @@ def ablation_grid(track: str, spec: Mapping[str, Any], *, model: str, seeds: Seq
 def gpu_dpo_grids(gpu_dpo: Mapping[str, Any], tracks: Mapping[str, Any], *, train: Mapping[str, Any],
                   device: str) -> list[dict[str, Any]]:
     """The larger run of a profile's ``gpu_dpo`` block for a device type (``"cuda"`` or other:
-    the ``cpu`` settings): the whole pool and ISA's subset."""
+    the ``cpu`` settings): the whole pool and ISA's subset. A size block may name its
+    ``experiment`` (default ``gpu_dpo``): with a track's own experiment and no overrides, the two
+    runs are that track's stored whole-pool and ISA runs."""
     size = gpu_dpo["cuda" if device == "cuda" else "cpu"]
     track = gpu_dpo["track"]
     return full_vs_subset_grids(track, tracks[track], size, train=train, seed=gpu_dpo["seed"],
-                                fraction=gpu_dpo["fraction"])
+                                fraction=gpu_dpo["fraction"], experiment=size.get("experiment", "gpu_dpo"))
 
 
 def _store(store: Any) -> Any:
