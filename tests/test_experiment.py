@@ -94,3 +94,19 @@ def test_eval_size_samples_a_separate_eval_source(setup, tmp_path):
     assert len(ev5) == 5 and {str(p.prompt) for p in ev5.pairs} <= {str(p.prompt) for p in ev.pairs}
     again = experiment.load_split({"source": source, "eval_source": source, "eval_size": 5, "split_seed": 1})[1]
     assert [p.prompt for p in again.pairs] == [p.prompt for p in ev5.pairs]
+
+
+def test_rerun_reproduces_a_stored_run_and_reports_the_seed_spread(setup, capsys):
+    from effalign.cli import main
+
+    grid, store_dir = setup
+    specs = experiment.expand_grid({**grid, "samplers": ["random"], "budgets": [4], "seeds": [0, 1]})
+    records = experiment.run_specs(specs, store_dir, progress=False)
+    key = records[0]["key"]
+    assert main(["rerun", key, "--store", str(store_dir), "--quiet", "--threads", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["key"] == key and out["threads"] == 1
+    assert out["stored"] == records[0]["metrics"]["pref_accuracy"]
+    assert out["new"] == pytest.approx(out["stored"], abs=1e-9)  # same data, seed and threads: same result
+    assert out["seed_values"] == [r["metrics"]["pref_accuracy"] for r in records]  # this seed, then the other
+    assert main(["rerun", "0" * 16, "--store", str(store_dir)]) == 2

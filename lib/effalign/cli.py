@@ -100,11 +100,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_rerun(args: argparse.Namespace) -> int:
     from .experiment import rerun
 
-    out = rerun(args.key, args.store, progress=not args.quiet)
+    import numpy as np
+
+    out = rerun(args.key, args.store, progress=not args.quiet, threads=args.threads)
     metric = args.metric
     stored, new = out["stored"].get(metric), out["new"].get(metric)
+    seeds = [m[metric] for m in out["other_seeds"] if m.get(metric) is not None]
+    values = ([stored] if stored is not None else []) + seeds
     print(json.dumps({"key": args.key, "metric": metric, "stored": stored, "new": new,
-                      "difference": None if stored is None or new is None else new - stored}, indent=1))
+                      "difference": None if stored is None or new is None else new - stored,
+                      "seed_values": values,
+                      "seed_sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                      "threads": out["threads"]}, indent=1))
     return 0
 
 
@@ -137,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rerun", help="re-run one stored run from scratch and print the stored and new metric")
     p.add_argument("key")
     p.add_argument("--store", default="results")
-    p.add_argument("--metric", default="pref_accuracy")
+    p.add_argument("--metric", default="pref_accuracy", help="metric to compare (e.g. gen_reward on the testbed)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as the record was made)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_rerun)
 

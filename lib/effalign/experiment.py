@@ -243,13 +243,25 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     return grid
 
 
-def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Re-run a stored spec from scratch (not stored again); returns stored and new metrics."""
+def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True,
+          threads: int | None = None) -> dict[str, Any]:
+    """Re-run a stored spec from scratch (not stored again); returns stored and new metrics, and
+    ``other_seeds``: the stored metrics of the same cell with other seeds (the seed-to-seed spread).
+
+    On a CPU, ``threads`` defaults to the thread count the record was made with (its provenance),
+    since bf16 sums depend on how the work is split.
+    """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     record = store.get(key)
     if record is None:
         raise ValueError(f"no stored run with key {key!r} in {store.path}")
     spec = RunSpec.from_dict(record["spec"])
+    threads = threads or (record.get("provenance") or {}).get("device", {}).get("torch_threads")
+    if threads and not torch.cuda.is_available():
+        torch.set_num_threads(int(threads))
     new = run_experiment(spec, progress=progress)
     new.pop("extra", None)
-    return {"key": key, "spec": spec.to_dict(), "stored": record["metrics"], "new": new}
+    others = [r["metrics"] for r in store.records(spec.experiment)
+              if r["key"] != key and RunSpec.from_dict(r["spec"]).replace(seed=spec.seed).key == spec.key]
+    return {"key": key, "spec": spec.to_dict(), "stored": record["metrics"], "new": new, "other_seeds": others,
+            "threads": torch.get_num_threads()}
