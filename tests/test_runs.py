@@ -110,3 +110,22 @@ def test_only_rank_zero_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     run_grid([spec(0)], lambda s: {"acc": 1.0}, store, progress=False)
     assert len(store.records("t")) == 1
+
+
+def test_run_stored_meanwhile_by_another_process_is_skipped(tmp_path):
+    from effalign.runs import make_record
+
+    store = ResultStore(tmp_path)
+    calls = []
+
+    def fn(s):
+        calls.append(s.seed)
+        if s.seed == 0:  # meanwhile, another process working from the other end stores seed 2
+            other = spec(2)
+            store.append(make_record(other, {"acc": -1.0}, "t0", "t1", 1.0))
+        return {"acc": float(s.seed)}
+
+    recs = run_grid([spec(0), spec(1), spec(2)], fn, store, progress=False)
+    assert calls == [0, 1]
+    assert [r["metrics"]["acc"] for r in recs] == [0.0, 1.0, -1.0]
+    assert len(store.records()) == 3

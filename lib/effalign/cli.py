@@ -85,6 +85,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     grids = [load_grid(path) for path in args.grid]
     # seed-major across all grids: an interrupted run leaves whole seeds of every grid, not a few grids
     specs = sorted((s for g in grids for s in expand_grid(g)), key=lambda s: s.seed)
+    if args.reverse:
+        specs.reverse()
     store = args.store or grids[0].get("store") or "results"
     names = ", ".join(g["experiment"] for g in grids)
     print(f"{len(specs)} runs in {len(grids)} grid(s) (experiments {names}), store {store}")
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid YAML (experiment, data, model, samplers, budgets|fractions, seeds, train, eval); "
                         "repeat to run several grids, seed by seed")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--reverse", action="store_true",
+                   help="last seed first: a second process on the same grids meets the first in the middle")
     p.add_argument("--store", default=None, help="result store directory (default: the grid's 'store' or results/)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their keys, run nothing")
     p.add_argument("--quiet", action="store_true")

@@ -305,8 +305,10 @@ def run_grid(
     """Run ``fn(spec)`` for every spec whose key is not stored yet, storing each record at once.
 
     ``fn`` returns the metrics (a mapping; a nested ``"extra"`` entry, if present, is stored
-    beside them). Duplicate specs in the grid run once. Returns the records of all specs, stored
-    before or now, in grid order.
+    beside them). Duplicate specs in the grid run once, and the store is checked again before each
+    run, so several processes can share one grid (e.g. one in grid order, one in reverse): only a
+    run in flight in both can be done twice (the store keeps the first record). Returns the
+    records of all specs, stored before or now, in grid order.
     """
     unique: dict[str, RunSpec] = {}
     for spec in specs:
@@ -315,6 +317,9 @@ def run_grid(
     todo = [s for s in unique.values() if s.key not in done[s.experiment]]
     bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc=desc, disable=not progress, unit="run")
     for spec in todo:
+        if spec.key in store.keys(spec.experiment):  # stored meanwhile by another process on the same grid
+            bar.update(1)
+            continue
         started, t0 = _now(), time.perf_counter()
         result = dict(fn(spec))
         extra = result.pop("extra", None)
