@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -111,14 +112,15 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
 
 
 def git_commit(repo: str | Path | None = None) -> str:
-    """The current commit (with ``+dirty`` when the tree has changes), or ``unknown``."""
+    """The current commit (with ``+dirty`` when tracked files other than the run store ``results/``
+    have changes), or ``unknown``."""
     repo = Path(repo) if repo else Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             capture_output=True, text=True, timeout=10,
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
@@ -154,8 +156,16 @@ def device_description() -> dict[str, Any]:
     return info
 
 
+@functools.lru_cache(maxsize=1)
+def _process_commit() -> str:
+    return git_commit()
+
+
 def provenance() -> dict[str, Any]:
-    return {"git_commit": git_commit(), "packages": package_versions(), "device": device_description()}
+    """Where a record comes from: the commit of the code this process loaded (read once per
+    process, when its grid starts, so later commits during a long grid do not relabel it),
+    packages and device."""
+    return {"git_commit": _process_commit(), "packages": package_versions(), "device": device_description()}
 
 
 def is_main_process() -> bool:
@@ -310,6 +320,7 @@ def run_grid(
     run in flight in both can be done twice (the store keeps the first record). Returns the
     records of all specs, stored before or now, in grid order.
     """
+    _process_commit()  # the code this process runs: fixed before the first run
     unique: dict[str, RunSpec] = {}
     for spec in specs:
         unique.setdefault(spec.key, spec)
