@@ -188,6 +188,8 @@ def test_store_helpers(tmp_path):
     assert report.collect(specs, tmp_path, run=False) == report.stored_records(specs, store)
     avail = report.availability({"a": specs}, store)
     assert avail.loc["a", "runs"] == len(recs) and avail.loc["a", "stored"] == 4
+    both = report.availability({"a": specs, "b": specs[:6]}, store)  # b shares every run with a
+    assert both.loc["b", "stored"] == 4 and both.loc["all (distinct runs)"].tolist() == [len(recs), 4]
     assert report.concat({"a": pd.DataFrame(), "b": None}).empty
     assert list(report.concat({"x": pd.DataFrame({"v": [1]})}).index.names) == ["track", None]
 

@@ -545,15 +545,19 @@ def concat(frames: Mapping[str, Any], name: str = "track") -> Any:
 
 
 def availability(specs: Mapping[str, Sequence[Any]], store: Any) -> Any:
-    """Per experiment (or any key): runs in the grid and runs stored."""
+    """Per grid: runs in the grid and runs stored; a last row ``all (distinct runs)`` counts each
+    run once (grids share runs, e.g. a random subset in both the scaling and the sampler grid)."""
     import pandas as pd
 
-    rows = []
+    rows, every = [], {}
     for name, sp in specs.items():
         sp = list(sp)
-        unique = {s.key for s in sp}
-        rows.append({"grid": name, "runs": len(unique), "stored": len(stored_records(sp, store))})
-    return pd.DataFrame(rows).set_index("grid") if rows else pd.DataFrame(columns=["runs", "stored"])
+        every.update((s.key, s) for s in sp)
+        rows.append({"grid": name, "runs": len({s.key for s in sp}), "stored": len(stored_records(sp, store))})
+    if not rows:
+        return pd.DataFrame(columns=["runs", "stored"])
+    rows.append({"grid": "all (distinct runs)", "runs": len(every), "stored": len(stored_records(every.values(), store))})
+    return pd.DataFrame(rows).set_index("grid")
 
 
 # --------------------------------------------------------------------------- scaling
