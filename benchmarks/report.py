@@ -127,15 +127,17 @@ def headline_section(profile: str = "default") -> str:
     tracks = prof["common"]["tracks"]
     frames = report.profile_frames(prof, ROOT / "results")
     findings = {name: report.track_findings(sc, sa, tracks[name]["metric"], n_boot=200) for name, (sc, sa) in frames.items()}
-    n_runs = sum(f["runs"] for f in findings.values())
-    if n_runs == 0:
+    if not any(len(fr) for pair in frames.values() for fr in pair):
         return f"_No runs of the `{profile}` profile are stored yet: `make experiments`._\n"
 
     def num(x: float, fmt: str = "{:.3f}") -> str:
         return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
 
-    lines = [f"From the {n_runs} stored runs of the `{profile}` profile (means over seeds; "
-             "interval: 95% paired t interval of ISA − random over seeds).", "",
+    seconds = {k: s for pair in frames.values() for fr in pair if len(fr) for k, s in zip(fr["key"], fr["seconds"])}
+    run_s = sum(seconds.values())  # each run once: the scaling and sampler grids share random subsets
+    lines = [f"From the {len(seconds)} stored runs of the `{profile}` profile ({run_s / 3600:.1f} hours of run time "
+             "in all, selection, training and evaluation; means over seeds; interval: 95% paired t interval of "
+             "ISA − random over seeds).", "",
              "| track (metric) | budget | pairs | untrained | full pool | random | ISA | ISA − random (interval) | p | "
              "ISA rank | best selector | ISA share of full-data gain |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -146,7 +148,7 @@ def headline_section(profile: str = "default") -> str:
             f"{num(r['full data'])} | {num(r['random'])} | {num(r['isa'])} | "
             f"{num(r['isa − random'], '{:+.3f}')} ({num(r['interval lo'], '{:+.3f}')} to {num(r['interval hi'], '{:+.3f}')}) | "
             f"{num(r['paired t p'])} | {r['isa rank'] or '–'} of {r['selectors']} | {r['best selector']} | "
-            f"{num(r['isa share of full-data gain'], '{:.0%}')} |")
+            f"{num(r['isa share of full gain'], '{:.0%}')} |")
     lines.append("")
     for name, f in findings.items():
         lines.append(f"**{name}**: " + " ".join(report.claim_statements(f)))

@@ -321,3 +321,19 @@ def test_claims_without_runs_say_not_resolved():
     claims = report.claim_statements(f)
     assert "not resolved" in claims[0] and "not resolved" in claims[1]
     assert report.headline_frame({"hh": f}).empty
+
+
+def test_plateau_claim_fails_only_when_the_exponential_has_no_weight():
+    rng = np.random.default_rng(0)
+    recs = []
+    for seed in range(3):
+        for n in (2, 5, 10, 20, 50, None):
+            size = 100 if n is None else n
+            recs.append(record("full" if n is None else "random", n, seed, experiment="hh_scaling",
+                               pref_accuracy=0.5 + 0.05 * math.log(size) + rng.normal(0, 0.001)))
+    frame = report.runs_frame(recs)
+    f = report.track_findings(frame, frame.iloc[0:0], "pref_accuracy", n_boot=20)
+    text = report.claim_statements(f)[0]
+    w = f["scaling"].report.weights
+    assert f["scaling"].report.best == "log_law"
+    assert (": fails" in text) == (w["exp_plateau"] < 0.1) and ": holds" not in text

@@ -1145,7 +1145,15 @@ def headline_frame(findings: Mapping[str, Mapping[str, Any]], label: str = "isa"
 def claim_statements(f: Mapping[str, Any], label: str = "isa", baseline: str = "random",
                      alpha: float = 0.05, share: float = 0.95) -> list[str]:
     """The paper's three claims, each judged against one track's findings (:func:`track_findings`):
-    'holds', 'fails' or 'not resolved', with the numbers that decide it."""
+    'holds', 'fails' or 'not resolved', with the numbers that decide it.
+
+    Plateau: holds when the exponential plateau has the largest Akaike weight and reaches 95% of its
+    rise inside the pool; fails when another form is favoured and the exponential keeps a weight
+    under 0.1. Small subset: holds when ``label`` at a budget of at most 10% reaches ``share`` of the
+    whole pool's gain over the untrained policy. Sampler: holds when ``label`` beats ``baseline``
+    in the paired test at every budget and ranks first; fails when it is significantly worse at some
+    budget or behind the baseline at every budget.
+    """
     metric = f["metric"]
     out = []
     sc = f["scaling"]
@@ -1158,7 +1166,8 @@ def claim_statements(f: Mapping[str, Any], label: str = "isa", baseline: str = "
         weights = (f"Akaike weight {exp_w:.2f} against " + ", ".join(f"{k} {v:.2f}" for k, v in w.items() if k != "exp_plateau")
                    + f" ({sc.n_points} runs)")
         if rep.best != "exp_plateau":
-            verdict = "fails"
+            verdict = (f"fails ({rep.best} is favoured and the exponential plateau keeps almost no weight)" if exp_w < 0.1
+                       else f"not resolved ({rep.best} is favoured, but the exponential plateau keeps some weight)")
         else:
             try:
                 n95 = float(rep.n_at(0.95, "exp_plateau"))
