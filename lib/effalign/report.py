@@ -1163,10 +1163,10 @@ def claim_statements(f: Mapping[str, Any], label: str = "isa", baseline: str = "
         rep = sc.report
         w = rep.weights
         exp_w = w.get("exp_plateau", 0.0)
-        weights = (f"Akaike weight {exp_w:.2f} against " + ", ".join(f"{k} {v:.2f}" for k, v in w.items() if k != "exp_plateau")
+        weights = (f"Akaike weight {exp_w:.3f} against " + ", ".join(f"{k} {v:.3f}" for k, v in w.items() if k != "exp_plateau")
                    + f" ({sc.n_points} runs)")
         if rep.best != "exp_plateau":
-            verdict = (f"fails ({rep.best} is favoured and the exponential plateau keeps almost no weight)" if exp_w < 0.1
+            verdict = (f"fails ({rep.best} is favoured; the exponential plateau's weight is under 0.1)" if exp_w < 0.1
                        else f"not resolved ({rep.best} is favoured, but the exponential plateau keeps some weight)")
         else:
             try:
