@@ -1041,19 +1041,16 @@ def side_by_side(pool: Sequence[Any], left: Sequence[int], right: Sequence[int],
 
 def profile_frames(profile: Mapping[str, Any], store: Any) -> dict[str, tuple[Any, Any]]:
     """Per track of a loaded profile: the runs frames of its stored scaling and sampler grids
-    (the same specs as the notebooks ask for, so the same run keys)."""
+    (:func:`effalign.book.notebook_grids`, so the same run keys as the notebooks)."""
+    from .book import notebook_grids
     from .experiment import expand_grid
 
-    c = profile["common"]
-    out = {}
-    for name, track in c["tracks"].items():
-        common = dict(model=c["model"], train=c["train"])
-        scaling = expand_grid(scaling_grid(name, track, seeds=c["scaling_seeds"], fractions=c["scaling_fractions"],
-                                           **common))
-        samplers = expand_grid(sampler_grid(name, track, seeds=c["seeds"], samplers=c["samplers"],
-                                            budgets=c["budgets"], **common))
-        out[name] = (runs_frame(stored_records(scaling, store)), runs_frame(stored_records(samplers, store)))
-    return out
+    grids = notebook_grids(dict(profile))
+
+    def frame(name: str) -> Any:
+        return runs_frame(stored_records(expand_grid(grids[name]), store))
+
+    return {track: (frame(f"{track}_scaling"), frame(f"{track}_samplers")) for track in profile["common"]["tracks"]}
 
 
 def _welch(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, float, float]:
@@ -1072,7 +1069,7 @@ def _welch(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, fl
 
 
 def track_findings(scaling: Any, samplers: Any, metric: str, *, label: str = "isa", baseline: str = "random",
-                   n_boot: int = 500, level: float = 0.95) -> dict[str, Any]:
+                   n_boot: int = 500, level: float = 0.95, outcome: ScalingOutcome | None = None) -> dict[str, Any]:
     """The numbers behind the headline of one track, computed from its runs frames.
 
     Keys: ``metric``, ``runs`` (stored runs), ``untrained``, ``full_mean``/``full_n``, ``scaling``
@@ -1080,6 +1077,7 @@ def track_findings(scaling: Any, samplers: Any, metric: str, *, label: str = "is
     budget fraction, the means of ``baseline`` and ``label``, their paired difference (interval,
     p-values, wins), ``label`` minus the full-data mean (Welch interval), the share of the full-data
     gain that ``label`` reaches, ``label``'s rank among the selectors and the best selector.
+    ``outcome``: the scaling fit of ``scaling`` when already computed (:func:`scaling_analysis`).
     """
     import pandas as pd
 
@@ -1087,7 +1085,7 @@ def track_findings(scaling: Any, samplers: Any, metric: str, *, label: str = "is
     both = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out: dict[str, Any] = {"metric": metric, "runs": len(both), "untrained": metric_baseline(both, metric),
                            "full_mean": math.nan, "full_n": 0, "budgets": {}}
-    out["scaling"] = scaling_analysis(scaling, metric, n_boot=n_boot)
+    out["scaling"] = outcome if outcome is not None else scaling_analysis(scaling, metric, n_boot=n_boot)
     out["random95"] = empirical_saturation(scaling, metric) if scaling is not None and len(scaling) else None
     full = np.array([], dtype=float)
     if scaling is not None and len(scaling) and metric in scaling:
@@ -1212,7 +1210,7 @@ def claim_statements(f: Mapping[str, Any], label: str = "isa", baseline: str = "
                      f"{b['selectors']} selectors (best: {b['best']})")
     if better and all(better) and all(b["rank"] == 1 for b in f["budgets"].values()):
         verdict = "holds"
-    elif any(worse) or (better and not any(better) and all((b.get("diff", 0) or 0) < 0 for b in f["budgets"].values())):
+    elif any(worse) or all(b.get("diff", math.nan) < 0 for b in f["budgets"].values()):
         verdict = "fails"
     else:
         verdict = "not resolved at this scale (no significant difference in the paired test)"
