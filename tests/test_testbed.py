@@ -141,10 +141,11 @@ def test_cases_cover_every_kind_and_at_least_15_kinds() -> None:
 
 @pytest.mark.parametrize("constraint, good, bad", CASES, ids=[c.kind for c, _, _ in CASES])
 def test_checker_satisfying_and_violating(constraint: Constraint, good: list[str], bad: list[str]) -> None:
+    # the checkers alone (gate=False: these answers are shorter than the content gate's minimum)
     for text in good:
-        assert constraint.check(text) and tb.gold_reward([constraint], text) == 1.0, text
+        assert constraint.check(text) and tb.gold_reward([constraint], text, gate=False) == 1.0, text
     for text in bad:
-        assert tb.gold_reward([constraint], text) == 0.0, text
+        assert tb.gold_reward([constraint], text, gate=False) == 0.0, text
 
 
 @pytest.mark.parametrize("constraint", [c for c, _, _ in CASES], ids=[c.kind for c, _, _ in CASES])
@@ -168,14 +169,73 @@ def test_text_helpers() -> None:
 
 
 def test_gold_reward_is_share_of_constraints() -> None:
-    cons = [C("include_word", {"word": "ocean"}), C("max_words", {"n": 3}), C("end_question", {})]
-    assert tb.gold_reward(cons, "Ocean?") == 1.0
-    assert tb.gold_reward(cons, "The ocean is big.") == pytest.approx(1 / 3)
-    assert tb.gold_reward(cons, "The sea is big and wide.") == 0.0
-    assert tb.gold_reward([c.to_dict() for c in cons], "ocean ok?") == 1.0
+    cons = [C("include_word", {"word": "ocean"}), C("max_words", {"n": 12}), C("end_question", {})]
+    whole = "Did you know that the ocean covers most of our planet's surface?"
+    assert tb.gold_reward(cons, whole, "the ocean") == 1.0
+    assert tb.gold_reward(cons, "The ocean is big and holds more water than anything else.", "the ocean") == pytest.approx(2 / 3)
+    assert tb.gold_reward(cons, "The sea is big and wide and I will say so at great length here.", "the ocean") == 0.0
+    assert tb.gold_reward([c.to_dict() for c in cons], whole, "the ocean") == 1.0
+    assert tb.gold_reward(cons, "Ocean?", gate=False) == 1.0  # the version-1 reward, no gate
     # content-free responses score 0 even on negative constraints
-    assert tb.gold_reward([C("no_commas", {}), C("avoid_word", {"word": "the"})], " \n ") == 0.0
+    assert tb.gold_reward([C("no_commas", {}), C("avoid_word", {"word": "the"})], " \n ", gate=False) == 0.0
     assert tb.gold_reward([], "anything") == 0.0
+
+
+def test_content_gate_reasons_and_topic_terms() -> None:
+    from effalign.testbed.constraints import MIN_WORDS
+
+    assert tb.gate_failure(" ** ") == "empty"
+    assert tb.gate_failure("OK.") == tb.gate_failure("Sure! Here is a short answer.") == "too_short"
+    assert tb.gate_failure("coffee " * 12, "coffee") == "repetitive"
+    long_generic = "Sure! Here is a short answer for you, and I hope that it is useful to you today."
+    assert tb.gate_failure(long_generic) is None and tb.gate_failure(long_generic, "coffee") == "off_topic"
+    assert tb.gate_failure("I drink a big mug of espresso with milk every single morning.", "coffee") is None
+    assert tb.gate_failure(" ".join(["word"] * (MIN_WORDS - 1))) == "too_short"
+    # singular forms of plural topic words, plurals of singular ones; common name words excluded
+    assert tb.addresses_topic("My dog loves long walks in the park.", "dogs")
+    assert tb.addresses_topic("Three VOLCANO eruptions.", "volcanoes")
+    assert tb.addresses_topic("Two bikes.", "bicycles") and not tb.addresses_topic("A bicycle-free zone", "coffee")
+    assert "first" not in tb.topic_terms("first aid") and "aid" in tb.topic_terms("first aid")
+    assert "other" not in tb.topic_terms("kindness") and "others" in tb.topic_terms("kindness")
+    assert tb.topic_terms("underwater basket weaving") == ("underwater", "basket", "weaving")  # unknown topic: its name
+    for topic in tb.TOPICS:  # every topic can be addressed by its own name
+        assert tb.addresses_topic(f"A few words about {topic.name}.", topic), topic.name
+
+
+def test_gaming_answers_score_zero_on_every_eval_prompt() -> None:
+    prompts = tb.load_eval_prompts()
+    assert len(prompts) == 400
+    padded = "Sure! Here is a short answer for you, and I hope that it is useful to you today."
+    for answer in ("OK.", "Sure! Here is a short answer."):
+        assert all(p.reward(answer) == 0.0 for p in prompts), answer
+        # without the gate these constant answers score well (the reason for the gate)
+        assert sum(tb.gold_reward(p.constraints, answer, gate=False) for p in prompts) / len(prompts) > 0.2
+    # a padded constant answer clears the length check but not the topic check
+    assert sum(p.reward(padded) > 0 for p in prompts) == sum(tb.addresses_topic(padded, p.topic) for p in prompts) == 0
+
+
+def test_committed_testbed_is_scored_with_the_gate_and_keeps_the_ranking() -> None:
+    """The committed pairs carry the current reward; the gate keeps most of the old ranking."""
+    from effalign.testbed.audit import reward_gate_audit
+
+    root = tb.default_dir()
+    sheet = json.loads((root / "datasheet.json").read_text())
+    assert sheet["reward_version"] == tb.REWARD_VERSION == 2
+    train = tb.read_jsonl_gz(root / "train.jsonl.gz")
+    for row in train[::20]:
+        m = row["metadata"]
+        assert m["reward_version"] == 2
+        assert tb.reward_from_metadata(m, row["chosen"][0]["content"]) == m["chosen_reward"]
+        assert tb.reward_from_metadata(m, row["rejected"][0]["content"]) == m["rejected_reward"]
+    samples = tb.read_jsonl_gz(root / "samples.jsonl.gz")
+    audit = reward_gate_audit(samples[::8])  # every 8th prompt: 400 prompts, 50 of them evaluation prompts
+    for g in audit["gaming"].values():
+        assert g["before"]["eval_all"] > 0.2 and g["after"]["eval_all"] == 0.0
+    rank = audit["ranking"]
+    assert rank["spearman_all_samples"] > 0.7  # old and new rewards agree on the order of the samples
+    assert rank["old_pairs_kept_share"]["chosen_above"] > 0.7  # most old chosen answers still beat their rejected
+    assert rank["old_pairs_kept_share"]["reversed"] < 0.06
+    assert sheet["reward_gate"]["ranking"]["spearman_all_samples"] > 0.7
 
 
 @settings(max_examples=200, deadline=None)
@@ -323,13 +383,15 @@ def test_assembly_from_work_log_and_load_preferences(tmp_path: Path) -> None:
     data = pytest.importorskip("effalign.data")
     cfg = {**SMALL, "n_prompts": 20, "n_eval": 5}
     prompts = tb.generate_prompts(cfg["n_prompts"], seed=tb.TestbedConfig().seed, n_eval=cfg["n_eval"])
-    long = "Water, " * 60 + "why?"
+    def long(p: tb.PromptSpec) -> str:  # passes the content gate: long, varied, names the topic
+        return f"Some facts about {p.topic}, " + "water, " * 60 + "and that is all there is to say, why?"
+
     AppendLog(tmp_path / "work" / "samples.jsonl").append(
-        [{"id": p.id, "responses": ["", "ok", long], "n_tokens": [1, 2, 96], "finished": [True, True, False]} for p in prompts]
+        [{"id": p.id, "responses": ["", "ok", long(p)], "n_tokens": [1, 2, 96], "finished": [True, True, False]} for p in prompts]
     )
     report = tb.build_testbed(tmp_path, limit=0, progress=False, **cfg)
     assert not report.complete and report.n_greedy == 0 and report.n_sampled == 20
-    n_pairs = sum(1 for p in prompts if p.reward("ok") != p.reward(long))
+    n_pairs = sum(1 for p in prompts if p.reward("ok") != p.reward(long(p)))
     assert report.n_train_pairs + report.n_eval_pairs == n_pairs > 0
     rows = _read(tmp_path / "train.jsonl.gz")
     assert all(r["metadata"]["scores"][0] == 0 and r["metadata"]["rejected_index"] != 0 for r in rows)

@@ -7,8 +7,9 @@ samples of SmolLM2-135M-Instruct per prompt (chosen = highest reward, rejected =
 
 Reward API (for evaluation code):
 
-- :func:`gold_reward(constraints, response) <gold_reward>`: constraints as
-  :class:`Constraint` objects or ``{"kind", "params"}`` dicts;
+- :func:`gold_reward(constraints, response, topic) <gold_reward>`: constraints as
+  :class:`Constraint` objects or ``{"kind", "params"}`` dicts, ``topic`` the prompt's topic
+  (without it the gate cannot check the topic);
 - :func:`reward_from_metadata(metadata, response) <reward_from_metadata>`: ``metadata`` is a
   row's ``metadata`` (anything with a ``constraints`` list), e.g. from ``eval_prompts.jsonl.gz``;
 - :func:`gold_reward_fn(prompts_metadata, responses) <gold_reward_fn>`: the batched form,
@@ -42,14 +43,21 @@ from .build import (
     select_pair,
 )
 from .constraints import (
+    MIN_DISTINCT_WORDS,
+    MIN_WORDS,
     REGISTRY,
+    REWARD_VERSION,
     TOPICS,
     Constraint,
     ConstraintKind,
+    Topic,
+    addresses_topic,
     all_compatible,
     compatible,
+    gate_failure,
     gold_reward,
     satisfied,
+    topic_terms,
 )
 from .prompts import GENERATOR_VERSION, KIND_WEIGHTS, TASKS, PromptSpec, generate_prompts
 
@@ -59,17 +67,23 @@ __all__ = [
     "ConstraintKind",
     "GENERATOR_VERSION",
     "KIND_WEIGHTS",
+    "MIN_DISTINCT_WORDS",
+    "MIN_WORDS",
+    "REWARD_VERSION",
     "PromptSpec",
     "REGISTRY",
     "TASKS",
     "TOPICS",
     "TestbedConfig",
     "TestbedReport",
+    "Topic",
     "add_build_arguments",
+    "addresses_topic",
     "all_compatible",
     "build_testbed",
     "compatible",
     "default_dir",
+    "gate_failure",
     "generate_prompts",
     "generate_responses",
     "gold_reward",
@@ -82,6 +96,7 @@ __all__ = [
     "reward_from_metadata",
     "satisfied",
     "select_pair",
+    "topic_terms",
     "trl_reward_func",
 ]
 
@@ -91,21 +106,25 @@ def default_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "data" / "testbed"
 
 
-def _constraints_of(metadata: Mapping[str, Any] | str) -> list[Any]:
+def _prompt_fields(metadata: Mapping[str, Any] | str) -> tuple[list[Any], str]:
     if isinstance(metadata, str):
         metadata = json.loads(metadata)
     if "constraints" not in metadata and "metadata" in metadata:
         metadata = metadata["metadata"]
-    return list(metadata["constraints"])
+    missing = [k for k in ("constraints", "topic") if k not in metadata]
+    if missing:
+        raise KeyError(f"testbed metadata lacks {missing} (the gold reward needs the constraints and the topic)")
+    return list(metadata["constraints"]), str(metadata["topic"])
 
 
 def reward_from_metadata(metadata: Mapping[str, Any] | str, response: str) -> float:
     """Gold reward of ``response`` for the prompt described by a row's ``metadata``.
 
     ``metadata`` may be the dict (or its JSON string, as ``PreferenceData.to_dataset`` stores
-    it) holding ``constraints``, or a whole row with a ``metadata`` field.
+    it) holding ``constraints`` and ``topic``, or a whole row with a ``metadata`` field.
     """
-    return gold_reward(_constraints_of(metadata), response)
+    constraints, topic = _prompt_fields(metadata)
+    return gold_reward(constraints, response, topic)
 
 
 def _text(completion: Any) -> str:

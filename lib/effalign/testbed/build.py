@@ -8,7 +8,8 @@
    batches of ``batch_size`` prompts x ``k`` sequences; the sampling seed of batch ``b`` is
    derived from ``(seed, b)``, so a batch gives the same responses whether the run was
    interrupted or not (for a fixed ``batch_size``);
-3. assembly: every response is (re)scored with the gold reward, chosen = highest reward,
+3. assembly: every response is (re)scored with the gold reward (version
+   :data:`~effalign.testbed.constraints.REWARD_VERSION`, content gate included), chosen = highest reward,
    rejected = lowest (ties broken by the lower sample index; empty responses, which score 0,
    are never picked), prompts whose non-empty samples all tie are dropped and counted, and the
    files below are written with deterministic bytes.
@@ -22,7 +23,9 @@ it from there, so ``python -m effalign testbed build`` on a fresh clone only re-
 Outputs in ``out_dir``: ``train.jsonl.gz`` and ``eval.jsonl.gz`` (TRL conversational pairs with
 metadata), ``eval_prompts.jsonl.gz`` (every evaluation prompt with its constraints, greedy
 response and reward), ``samples.jsonl.gz`` (all samples and scores), ``datasheet.json`` and
-``DATASHEET.md``.
+``DATASHEET.md`` (with the content gate's before/after figures, :mod:`effalign.testbed.audit`).
+Re-scoring after a reward change needs no generation: ``python -m effalign testbed build --out
+data/testbed`` re-assembles from the committed samples.
 
 The prompt is a single user turn; SmolLM2's chat template then inserts its default system
 prompt ("You are a helpful AI assistant named SmolLM, trained by Hugging Face"). We keep that
@@ -47,7 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import REGISTRY, satisfied
+from .audit import render_audit, reward_gate_audit
+from .constraints import REGISTRY, REWARD_VERSION, gate_failure, satisfied
 from .prompts import GENERATOR_VERSION, KIND_WEIGHTS, N_CONSTRAINTS_PROBS, PromptSpec, generate_prompts
 
 SAMPLES_LOG = "samples.jsonl"
@@ -330,6 +334,14 @@ def select_pair(scores: Sequence[float], responses: Sequence[str] | None = None)
     return next(i for i in idx if scores[i] == hi), next(i for i in idx if scores[i] == lo)
 
 
+def score_response(prompt: PromptSpec, response: str) -> tuple[float, list[bool]]:
+    """Gold reward of ``response`` (gated, see :func:`~effalign.testbed.constraints.gold_reward`)
+    and the per-constraint verdicts behind it (ungated, for the checkers' statistics)."""
+    verdicts = satisfied(prompt.constraints, response)
+    share = sum(verdicts) / len(verdicts) if verdicts else 0.0
+    return (0.0 if gate_failure(response, prompt.topic) else share), verdicts
+
+
 def _assemble(
     out: Path,
     prompts: Sequence[PromptSpec],
@@ -359,8 +371,7 @@ def _assemble(
         g_info: dict[str, Any] | None = None
         if g is not None:
             seconds += float(g.get("seconds", 0.0))
-            verdicts = satisfied(p.constraints, g["responses"][0])
-            g_reward = sum(verdicts) / len(verdicts)
+            g_reward, verdicts = score_response(p, g["responses"][0])
             greedy_rewards.append(g_reward)
             for c, ok in zip(p.constraints, verdicts):
                 kind_hits_greedy[c.kind][0] += int(ok)
@@ -377,8 +388,8 @@ def _assemble(
             seconds += float(s.get("seconds", 0.0))
             scores = []
             for resp in s["responses"]:
-                verdicts = satisfied(p.constraints, resp)
-                scores.append(sum(verdicts) / len(verdicts))
+                score, verdicts = score_response(p, resp)
+                scores.append(score)
                 for c, ok in zip(p.constraints, verdicts):
                     kind_hits[c.kind][0] += int(ok)
                     kind_hits[c.kind][1] += 1
@@ -427,6 +438,7 @@ def _assemble(
                 "rejected_index": ri,
                 "chosen_reward": scores[ci],
                 "rejected_reward": scores[ri],
+                "reward_version": REWARD_VERSION,
                 "policy": cfg.policy,
                 "seed": cfg.seed,
             },
@@ -467,6 +479,7 @@ def _assemble(
     sheet = {
         "name": "effalign verifiable-instruction testbed",
         "complete": complete,
+        "reward_version": REWARD_VERSION,
         "config": cfg.to_dict(),
         "generator": dict(provenance),
         "prompt_generator": {
@@ -501,6 +514,7 @@ def _assemble(
                 "ci95_bootstrap": [round(x, 4) for x in ci95] if ci95 else None,
             },
         },
+        "reward_gate": reward_gate_audit(sample_rows),
         "kind_satisfaction": {
             k: {
                 "sampled": round(kind_hits[k][0] / kind_hits[k][1], 4) if kind_hits[k][1] else None,
@@ -559,7 +573,8 @@ def render_datasheet(sheet: Mapping[str, Any]) -> str:
         f"{cnt['eval_prompts']} held-out evaluation prompts and {cnt['train_prompts']} training prompts, "
         "disjoint by prompt.",
         f"- Constraints per prompt: {hist(cnt['constraints_per_prompt'])}.",
-        f"- Gold reward of a response = share of its prompt's constraints satisfied (0, 1/3, 1/2, 2/3, 1).",
+        f"- Gold reward of a response (version {sheet.get('reward_version', 1)}) = share of its prompt's "
+        "constraints satisfied (0, 1/3, 1/2, 2/3, 1), or 0 when it fails the content gate (below).",
         f"- Pairs: chosen = highest-reward sample, rejected = lowest (first index on ties); prompts whose "
         f"{cfg['k']} samples all tie are dropped.",
         f"- Training pairs: **{cnt['train_pairs']}** (`train.jsonl.gz`; {cnt['dropped_all_tied_train']} tied "
@@ -593,7 +608,12 @@ def render_datasheet(sheet: Mapping[str, Any]) -> str:
         f"- **Reference policy, greedy, evaluation prompts: {g.get('mean')} "
         f"(95% bootstrap CI {ci[0]}-{ci[1]}, n={g.get('n')})**; histogram {hist(g.get('histogram', {}))}.",
         "",
+    ]
+    if sheet.get("reward_gate"):
+        lines += render_audit(sheet["reward_gate"])
+    lines += [
         "## Satisfaction rate per constraint kind",
+        "Checker verdicts, before the content gate.",
         "",
         "| kind | rule | sampled | n | greedy (eval) | n |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -611,7 +631,8 @@ def render_datasheet(sheet: Mapping[str, Any]) -> str:
         "- The reward checks surface form only (length, layout, words, case, punctuation), not",
         "  helpfulness or truth; responses are from a 135M-parameter model and are often wrong.",
         "- Checkers are lenient about whitespace, markdown, curly quotes and case (see",
-        "  `effalign.testbed.constraints`); a response with no letter or digit scores 0.",
+        "  `effalign.testbed.constraints`). The content gate is lexical: it stops constant and",
+        "  off-topic answers, not a fluent answer that names the topic and says nothing true.",
         "- Licence: prompts and checkers are the project's (MIT); responses are outputs of",
         "  SmolLM2-135M-Instruct (Apache-2.0).",
         "",

@@ -4,10 +4,16 @@ A :class:`Constraint` is a kind name plus parameters. Its kind (a :class:`Constr
 :data:`REGISTRY`) knows how to phrase it as an instruction, how to check a response, how to
 sample parameters for a topic, and which other constraints it cannot be combined with.
 
-The gold reward of a response is the share of the prompt's constraints it satisfies
-(:func:`gold_reward`). A response without a single letter or digit gets 0 whatever its
-constraints (so that an empty answer cannot "satisfy" negative constraints such as "do not use
-commas").
+The gold reward of a response (:func:`gold_reward`, reward version :data:`REWARD_VERSION` 2) is
+the share of the prompt's constraints it satisfies, gated by a content check
+(:func:`gate_failure`): a response scores 0 whatever its constraints unless it has at least
+:data:`MIN_WORDS` words, at least :data:`MIN_DISTINCT_WORDS` different ones, and mentions its
+prompt's topic (:func:`addresses_topic`). Without the gate, constant answers scored well: "OK."
+met 24% of the evaluation prompts' constraints (negative ones such as "do not use commas", length
+caps) and "Sure! Here is a short answer." out-scored the untrained policy. Every task asks for a
+paragraph, description, story, note or list about the topic, and the tightest length cap a
+prompt can set is 30 words or 150 characters, so a real answer always clears the gate; the
+datasheet (``data/testbed/DATASHEET.md``) gives the before/after figures.
 
 Checkers are deliberately tolerant of surface noise: text is NFKC-normalised, curly quotes
 become straight ones, zero-width characters are dropped, leading/trailing whitespace is
@@ -18,6 +24,7 @@ accepts a plural ``s``/``es``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -163,14 +170,89 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class Topic:
-    """A subject for prompts with a few words that come naturally when writing about it."""
+    """A subject for prompts with a few words that come naturally when writing about it.
+
+    ``keywords`` feed the word constraints of the prompts (include, repeat, avoid); ``related``
+    are further words that show an answer is about the topic (synonyms, singular forms, parts),
+    used only by the content gate (:func:`addresses_topic`).
+    """
 
     name: str
     keywords: tuple[str, ...]
+    related: tuple[str, ...] = ()
 
 
+# Words for the content gate only (never in prompts), written from general knowledge of each
+# topic before the gate's effect on the stored samples was measured.
 # fmt: off
-TOPICS: tuple[Topic, ...] = tuple(Topic(n, tuple(k.split())) for n, k in [
+_RELATED: dict[str, str] = {
+    "the ocean": "sea seas marine beach coast tide shark whale coral",
+    "coffee": "espresso brew latte roast barista mug",
+    "learning a new language": "vocabulary fluent fluency bilingual languages",
+    "recycling": "recycle recycled reuse bins trash landfill",
+    "the moon": "lunar crescent tides astronauts craters",
+    "gardening": "garden gardener flowers grow vegetables compost",
+    "bicycles": "bike bikes cycling cyclist riding helmet",
+    "sleep": "sleeping asleep bed nap insomnia",
+    "volcanoes": "volcanic magma erupt ash crater",
+    "honeybees": "bees bee beekeeper nectar colony",
+    "the internet": "web websites online email",
+    "rain": "raining rainy raindrops storm",
+    "chess": "queen pawn checkmate rook bishop knight",
+    "bread baking": "bake baker loaf knead",
+    "public libraries": "library librarian borrow",
+    "friendship": "friend companionship loyalty",
+    "electric cars": "vehicle vehicles car ev emissions",
+    "the human heart": "heartbeat cardiac arteries veins",
+    "music": "musician melody song sing guitar piano",
+    "mountains": "mountain summit hiking altitude",
+    "saving money": "savings income invest",
+    "dogs": "puppy puppies canine",
+    "cats": "kitten kittens feline whiskers purr meow",
+    "solar energy": "sunlight renewable photovoltaic",
+    "forests": "forest woods tree",
+    "drinking water": "hydration hydrated dehydration thirst",
+    "time management": "productivity productive deadlines priorities",
+    "the solar system": "planet jupiter mars saturn",
+    "dinosaurs": "dinosaur jurassic paleontologists prehistoric",
+    "photography": "photographer photo photos lens",
+    "exercise": "workout fitness gym",
+    "deserts": "desert sahara dunes arid",
+    "tea": "teapot herbal",
+    "robots": "robot robotic robotics automation",
+    "the printing press": "gutenberg printed",
+    "rainbows": "rainbow spectrum",
+    "penguins": "penguin antarctica antarctic",
+    "video games": "gaming gamer gamers console",
+    "kindness": "compassion generous",
+    "the weather": "temperature climate storms sunny cloudy",
+    "cooking pasta": "spaghetti noodles cook boiling",
+    "trains": "train railway rail railroad",
+    "the brain": "memories cognitive neuron",
+    "writing a letter": "envelope dear sincerely",
+    "public speaking": "speech speaker presentation",
+    "birds": "bird",
+    "snow": "snowflakes snowman snowy",
+    "the alphabet": "abc",
+    "airplanes": "airplane plane planes aircraft airport",
+    "museums": "museum exhibit artifacts gallery",
+    "the city at night": "urban nightlife",
+    "apples": "apple orchard",
+    "rivers": "river stream",
+    "teamwork": "collaboration cooperate",
+    "the stars": "star constellation galaxy",
+    "board games": "game dice",
+    "healthy breakfast": "oatmeal cereal",
+    "climate change": "warming greenhouse emissions",
+    "smartphones": "smartphone mobile",
+    "reading books": "book reader novel",
+    "elephants": "elephant tusks",
+    "the seasons": "season",
+    "bridges": "bridge",
+    "first aid": "wound bandage injured",
+}
+
+TOPICS: tuple[Topic, ...] = tuple(Topic(n, tuple(k.split()), tuple(_RELATED[n].split())) for n, k in [
     ("the ocean", "water waves fish salt"),
     ("coffee", "beans caffeine morning cup"),
     ("learning a new language", "words practice grammar speak"),
@@ -611,7 +693,100 @@ def satisfied(constraints: Iterable[Constraint | Mapping[str, Any]], response: s
     return [c.check(response) for c in cons]
 
 
-def gold_reward(constraints: Iterable[Constraint | Mapping[str, Any]], response: str) -> float:
-    """Share of ``constraints`` that ``response`` satisfies, in [0, 1] (0 for no constraints)."""
+# --------------------------------------------------------------------------- content gate
+
+REWARD_VERSION = 2
+"""Version of :func:`gold_reward`: 1 = share of constraints met; 2 = the same, times the content
+gate. Recorded in the datasheet and in every pair's metadata."""
+
+MIN_WORDS = 10
+"""Fewest words an answer needs to score (the tightest cap a prompt can set is 30 words)."""
+
+MIN_DISTINCT_WORDS = 6
+"""Fewest different words (case-folded): a word repeated to length does not count as content."""
+
+GATE_REASONS: tuple[str, ...] = ("empty", "too_short", "repetitive", "off_topic")
+"""Why an answer fails the gate, in the order they are checked."""
+
+# topic-name words too common to show the topic ("first aid" is not about "first")
+_NAME_STOPWORDS = frozenset(
+    "the a an at of to in on and for new first human system change public".split()
+)
+# singulars of keywords that are everyday words in any answer ("others" -> "other")
+_COMMON_SINGULARS = frozenset({"other", "leave", "word", "million"})
+_TOPIC_BY_NAME: dict[str, Topic] = {t.name: t for t in TOPICS}
+
+
+def _as_topic(topic: str | Topic) -> Topic:
+    if isinstance(topic, Topic):
+        return topic
+    return _TOPIC_BY_NAME.get(topic) or Topic(str(topic), ())
+
+
+@functools.lru_cache(maxsize=512)
+def _topic_patterns(topic: Topic) -> tuple[re.Pattern[str], ...]:
+    return tuple(word_pattern(t) for t in topic_terms(topic))
+
+
+def topic_terms(topic: str | Topic) -> tuple[str, ...]:
+    """Words that show an answer is about ``topic``: the content words of its name (minus a few
+    too common ones), its keywords and its related words; a term ending in ``s``/``es`` is also
+    listed without it where that gives its singular (matching adds plurals back, see :func:`word_pattern`). A name not in
+    :data:`TOPICS` gives the content words of the name."""
+    t = _as_topic(topic)
+    base = [w for w in t.name.casefold().split() if w not in _NAME_STOPWORDS]
+    out: dict[str, None] = {}
+    for w in [*base, *t.keywords, *t.related]:
+        out[w] = None
+        if w.endswith(("oes", "ses", "xes", "ches", "shes")):
+            out[w[:-2]] = None  # volcanoes -> volcano
+        elif w.endswith("s") and not w.endswith("ss") and len(w) > 3 and w[:-1] not in _COMMON_SINGULARS:
+            out[w[:-1]] = None  # dogs -> dog
+    return tuple(out)
+
+
+def addresses_topic(response: str, topic: str | Topic) -> bool:
+    """Whether ``response`` mentions one of :func:`topic_terms` as a whole word (any case)."""
+    text = normalize(response)
+    return any(p.search(text) for p in _topic_patterns(_as_topic(topic)))
+
+
+def gate_failure(response: str, topic: str | Topic | None = None) -> str | None:
+    """Why ``response`` fails the content gate, or None when it passes.
+
+    Reasons (:data:`GATE_REASONS`): ``"empty"`` (no letter or digit), ``"too_short"`` (fewer than
+    :data:`MIN_WORDS` words), ``"repetitive"`` (fewer than :data:`MIN_DISTINCT_WORDS` different
+    words), ``"off_topic"`` (``topic`` given and never mentioned, see :func:`addresses_topic`).
+    """
+    if not has_content(response):
+        return "empty"
+    ws = words(response)
+    if len(ws) < MIN_WORDS:
+        return "too_short"
+    if len({w.casefold() for w in ws}) < MIN_DISTINCT_WORDS:
+        return "repetitive"
+    if topic is not None and not addresses_topic(response, topic):
+        return "off_topic"
+    return None
+
+
+def gold_reward(
+    constraints: Iterable[Constraint | Mapping[str, Any]],
+    response: str,
+    topic: str | Topic | None = None,
+    *,
+    gate: bool = True,
+) -> float:
+    """Gold reward in [0, 1]: the share of ``constraints`` that ``response`` satisfies, or 0 when
+    it fails the content gate (:func:`gate_failure`); 0 for no constraints.
+
+    ``topic`` is the prompt's topic (a :data:`TOPICS` name or a :class:`Topic`). Pass it: without
+    it the gate checks length and repetition only. :meth:`PromptSpec.reward
+    <effalign.testbed.prompts.PromptSpec.reward>`, ``reward_from_metadata`` and
+    ``gold_reward_fn`` pass it from the prompt. ``gate=False`` gives the version-1 reward (the
+    bare share; for checker tests and the datasheet's before/after figures).
+    """
     verdicts = satisfied(constraints, response)
-    return sum(verdicts) / len(verdicts) if verdicts else 0.0
+    if not verdicts or (gate and gate_failure(response, topic) is not None):
+        return 0.0
+    return sum(verdicts) / len(verdicts)

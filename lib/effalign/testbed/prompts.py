@@ -91,8 +91,9 @@ class PromptSpec:
         return [{"role": "user", "content": self.instruction}]
 
     def reward(self, response: str) -> float:
-        """Gold reward of ``response``: share of constraints satisfied."""
-        return gold_reward(self.constraints, response)
+        """Gold reward of ``response``: share of constraints satisfied, behind the content gate
+        on this prompt's topic (see :func:`~effalign.testbed.constraints.gold_reward`)."""
+        return gold_reward(self.constraints, response, self.topic)
 
     def to_metadata(self) -> dict[str, Any]:
         """JSON-able description from which :meth:`from_metadata` rebuilds the spec."""
