@@ -1,4 +1,5 @@
-"""Tests for effalign.samplers: properties of every sampler, ISA on synthetic data, export."""
+"""Tests for effalign.samplers: properties of every sampler, ISA on synthetic data, reference
+margins, the difficulty sampler on a tiny model, metadata, determinism across thread counts, export."""
 
 from __future__ import annotations
 
@@ -9,22 +10,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from effalign.export import export_subset, sidecar_path
+from effalign.features import PairFeatures
 from effalign.samplers import (
     SAMPLERS,
     ClusterSampler,
     ISASampler,
     KCenterSampler,
-    PairFeatures,
     allocate_budget,
     available_samplers,
-    export_subset,
+    expected_random_overlap,
     get_sampler,
     gumbel_top_k,
-    sidecar_path,
+    selection_overlap,
 )
 
 FEATURE_SAMPLERS = ["isa", "kcenter", "cluster", "random"]
-ALL = available_samplers()
+ALL = [name for name in available_samplers() if name != "difficulty"]  # difficulty trains a model: own tests
 
 
 def _synthetic(n: int, d: int, seed: int, ties: bool = False) -> tuple[np.ndarray, dict[str, dict]]:
@@ -37,8 +39,8 @@ def _synthetic(n: int, d: int, seed: int, ties: bool = False) -> tuple[np.ndarra
     margins = np.round(rng.normal(size=n), 0 if ties else 6)
     params = {name: {} for name in ALL}
     params["longest"] = {"lengths": lengths}
-    params["margin_low"] = {"margins": margins}
-    params["margin_high"] = {"margins": margins}
+    params["ref_margin_low"] = {"margins": margins}
+    params["ref_margin_high"] = {"margins": margins}
     return X, params
 
 
@@ -46,14 +48,18 @@ def _synthetic(n: int, d: int, seed: int, ties: bool = False) -> tuple[np.ndarra
 
 
 def test_registry() -> None:
-    assert set(ALL) == {"isa", "random", "kcenter", "cluster", "longest", "margin_low", "margin_high"}
-    assert set(SAMPLERS) == set(ALL)
+    assert set(ALL) == {"isa", "random", "kcenter", "cluster", "longest", "ref_margin_low", "ref_margin_high"}
+    assert set(SAMPLERS) == {*ALL, "difficulty"}
     assert isinstance(get_sampler("ISA", dim=4), ISASampler)
     assert get_sampler("isa", dim=4).dim == 4
     with pytest.raises(ValueError, match="known samplers: isa, random"):
         get_sampler("nope")
     with pytest.raises(ValueError, match="does not take parameter.*bogus.*its parameters: dim"):
         get_sampler("isa", bogus=1)
+    # the old names are refused with the new ones named (records keep the old names in their specs)
+    for old, new in (("margin_low", "ref_margin_low"), ("margin-high", "ref_margin_high")):
+        with pytest.raises(ValueError, match=f"renamed '{new}'.*'difficulty'"):
+            get_sampler(old)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -106,7 +112,7 @@ def test_nan_features_error(name: str) -> None:
         get_sampler(name).select(X, 5, 0)
 
 
-@pytest.mark.parametrize("name,param", [("longest", "lengths"), ("margin_low", "margins"), ("margin_high", "margins")])
+@pytest.mark.parametrize("name,param", [("longest", "lengths"), ("ref_margin_low", "margins"), ("ref_margin_high", "margins")])
 def test_scalar_errors(name: str, param: str) -> None:
     X, _ = _synthetic(10, 2, 0)
     bad = np.arange(10.0)
@@ -145,8 +151,8 @@ def test_longest_and_margins_order_and_ties() -> None:
     assert len(picks) > 1  # ties broken by the seed
     np.testing.assert_array_equal(s.select(np.zeros((7, 1)), 5, 0)[3:], [0, 4])
     m = np.array([0.5, -2.0, 3.0, 1.0])
-    np.testing.assert_array_equal(get_sampler("margin_low", margins=m).select(np.zeros((4, 1)), 4, 0), [1, 0, 3, 2])
-    np.testing.assert_array_equal(get_sampler("margin_high", margins=m).select(np.zeros((4, 1)), 2, 0), [2, 3])
+    np.testing.assert_array_equal(get_sampler("ref_margin_low", margins=m).select(np.zeros((4, 1)), 4, 0), [1, 0, 3, 2])
+    np.testing.assert_array_equal(get_sampler("ref_margin_high", margins=m).select(np.zeros((4, 1)), 2, 0), [2, 3])
 
 
 def test_pair_features_pool() -> None:
@@ -156,7 +162,7 @@ def test_pair_features_pool() -> None:
     assert len(feats) == 30 and feats.raw().shape == (30, 16)
     np.testing.assert_allclose(feats.raw()[:, 8:], e[1] - e[2], atol=1e-6)
     assert get_sampler("longest").select(feats, 3, 0).tolist() == [29, 28, 27]
-    assert get_sampler("margin_high").select(feats, 2, 0).tolist() == [0, 1]
+    assert get_sampler("ref_margin_high").select(feats, 2, 0).tolist() == [0, 1]
     assert get_sampler("isa", dim=4).select(feats, 5, 0).shape == (5,)
     with pytest.raises(ValueError, match="entries for 30 pairs"):
         PairFeatures(*e, chosen_lengths=np.arange(3))
@@ -350,26 +356,215 @@ def test_export_round_trip(tmp_path, monkeypatch) -> None:
         export_subset(str(src), "random", tmp_path / "y.csv", budget=3)
 
 
-@pytest.mark.slow
-def test_margin_samplers_with_reference_logps(tmp_path, tiny) -> None:
-    """Margins from effalign.logps under a tiny random policy (SmolLM2 tokenizer), cached in tmp."""
+def _pairs(n: int) -> list:
+    """Pairs with chosen answers of growing length and short rejected ones (varied lengths)."""
     from effalign.data import PreferencePair
-    from effalign.logps import reference_logps
+
+    return [
+        PreferencePair([{"role": "user", "content": f"Question {i} about topic {i % 3}?"}],
+                       [{"role": "assistant", "content": "A good answer " * (i % 7 + 1)}],
+                       [{"role": "assistant", "content": f"No {i}." + " really" * (i % 3)}])
+        for i in range(n)
+    ]
+
+
+@pytest.mark.slow
+def test_ref_margin_samplers_with_reference_logps(tmp_path, tiny) -> None:
+    """Summed and per-token margins from effalign.logps under a tiny random policy, cached in tmp."""
+    from effalign.logps import TokenizeConfig, reference_logps, tokenize_pairs
 
     policy = tiny
-    pairs = [
-        PreferencePair([{"role": "user", "content": f"Question {i}?"}],
-                       [{"role": "assistant", "content": "A good answer " * (i + 1)}],
-                       [{"role": "assistant", "content": f"No {i}."}])
-        for i in range(6)
-    ]
+    pairs = _pairs(6)
     cache = str(tmp_path / "ref.sqlite")
-    low = get_sampler("margin_low", policy=policy, cache=cache)
+    low = get_sampler("ref_margin_low", policy=policy, cache=cache)
     sel = low.select(pairs, 3, 0)
     ref = reference_logps(pairs, policy, cache=cache)
     assert ref.computed == 0  # the sampler's numbers were cached for training to reuse
     np.testing.assert_allclose(low.margins_, ref.chosen - ref.rejected)
     assert set(sel) == set(np.argsort(low.margins_)[:3])
-    high = get_sampler("margin_high", policy=policy, cache=cache).select(pairs, 3, 0)
+    high = get_sampler("ref_margin_high", policy=policy, cache=cache).select(pairs, 3, 0)
     assert set(high) == set(np.argsort(-low.margins_)[:3])
     json.dumps(low.get_params())  # a (model, tokenizer) policy is summarised
+    # per token: summed log-prob over the completion tokens the log-prob code scored
+    tokenized, _ = tokenize_pairs(pairs, tiny[1], TokenizeConfig(128, 6))
+    n_c = np.array([len(t.chosen_ids) for t in tokenized])
+    n_r = np.array([len(t.rejected_ids) for t in tokenized])
+    assert (np.r_[n_c, n_r] == 6).any() and (np.r_[n_c, n_r] < 6).any()  # the cut bites some answers only
+    short = reference_logps(pairs, policy, config=TokenizeConfig(128, 6), cache=cache)
+    per = get_sampler("ref_margin_low", policy=policy, cache=cache, per_token=True, max_completion_tokens=6)
+    per.select(pairs, 3, 0)
+    np.testing.assert_allclose(per.margins_, short.chosen / n_c - short.rejected / n_r)
+    assert per.metadata()["margin"] == "per_token" and low.metadata()["margin"] == "summed"
+    # the run's own reference log-probs (logps=...) give the same numbers
+    given = get_sampler("ref_margin_low", policy=policy, per_token=True, logps=short, max_completion_tokens=6)
+    given.select(pairs, 3, 0)
+    np.testing.assert_array_equal(given.margins_, per.margins_)
+
+
+def test_ref_margin_per_token_from_given_logps_and_errors() -> None:
+    logps = {"chosen": np.array([-10.0, -40.0, -6.0]), "rejected": np.array([-5.0, -8.0, -6.0])}
+    counts = np.array([[10, 5], [40, 4], [3, 3]])
+    s = get_sampler("ref_margin_high", per_token=True, logps=logps, token_counts=counts)
+    s.select(np.zeros((3, 1)), 3, 0)
+    np.testing.assert_allclose(s.margins_, [-1.0 + 1.0, -1.0 + 2.0, -2.0 + 2.0])
+    summed = get_sampler("ref_margin_high", logps=logps).select(np.zeros((3, 1)), 3, 0)
+    assert summed.tolist() == [2, 0, 1]  # -> per token the order is 1 first: length no longer decides
+    assert s.selected_[0] == 1
+    with pytest.raises(ValueError, match="per_token needs the chosen and rejected log-probs separately"):
+        get_sampler("ref_margin_low", per_token=True, margins=np.zeros(3)).select(np.zeros((3, 1)), 2, 0)
+    with pytest.raises(ValueError, match="token counts"):
+        get_sampler("ref_margin_low", per_token=True, logps=logps).select(np.zeros((3, 1)), 2, 0)
+
+
+# --------------------------------------------------------------------------- metadata, overlap, threads
+
+
+def test_metadata_and_length_profile() -> None:
+    pairs = _pairs(40)
+    c = np.array([len(p.chosen_text) for p in pairs], dtype=float)
+    r = np.array([len(p.rejected_text) for p in pairs], dtype=float)
+    s = get_sampler("longest")
+    sel = s.select(pairs, 8, 0)
+    meta = s.metadata()
+    assert meta["sampler"] == "longest" and meta["budget"] == 8 and meta["pool_size"] == 40 and meta["seed"] == 0
+    prof = meta["length_profile"]
+    assert prof["unit"] == "chars"
+    assert prof["subset"]["chosen_mean"] == round(c[sel].mean(), 1)
+    assert prof["subset"]["rejected_mean"] == round(r[sel].mean(), 1)
+    assert prof["subset"]["chosen_minus_rejected_mean"] == round((c - r)[sel].mean(), 1)
+    assert prof["pool"]["chosen_minus_rejected_mean"] == round((c - r).mean(), 1)
+    assert prof["subset"]["chosen_mean"] > prof["pool"]["chosen_mean"]  # longest picks long answers
+    json.dumps(meta)
+    # precomputed character lengths give the same profile; a feature array or token lengths give none
+    rng = np.random.default_rng(0)
+    e = [rng.normal(size=(40, 4)) for _ in range(3)]
+    feats = PairFeatures(*e, chosen_lengths=c, rejected_lengths=r)
+    s2 = get_sampler("longest")
+    s2.select(feats, 8, 0)
+    assert s2.metadata()["length_profile"] == prof
+    tokens = PairFeatures(*e, chosen_lengths=c, rejected_lengths=r, length_unit="tokens")
+    rnd = get_sampler("random")
+    rnd.select(tokens, 3, 0)
+    assert rnd.metadata()["length_profile"] is None
+    rnd.select(np.zeros((40, 2)), 3, 0)
+    assert rnd.metadata()["length_profile"] is None
+    with pytest.raises(RuntimeError, match="select"):
+        get_sampler("random").metadata()
+    isa = ISASampler(dim=None)
+    isa.select(_two_blobs(70, 30), 10, 0)
+    m = isa.metadata()
+    assert sum(m["components"]["subset_count"]) == 10 and len(m["components"]["weight"]) == 2
+    assert m["score_spread"]["sd"] > 0
+    json.dumps(m)
+
+
+def test_selection_overlap() -> None:
+    assert selection_overlap([[1, 2, 3], [1, 2, 3]]) == 1.0
+    assert selection_overlap([[1, 2], [3, 4]]) == 0.0
+    assert selection_overlap([[1, 2, 3], [2, 3, 4], [1, 2, 3]]) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    with pytest.raises(ValueError, match="at least two"):
+        selection_overlap([[1, 2]])
+    # expected value for independent uniform subsets: exact formula against simulation
+    n, k = 60, 12
+    draws = [get_sampler("random").select(np.zeros((n, 1)), k, seed) for seed in range(400)]
+    simulated = np.mean([selection_overlap([draws[i], draws[i + 1]]) for i in range(0, 400, 2)])
+    assert abs(simulated - expected_random_overlap(n, k)) < 0.02
+    assert expected_random_overlap(10, 10) == pytest.approx(1.0)
+
+
+def test_isa_temperature_acts_on_standardised_score() -> None:
+    # 32-d Gaussian features: the surprisal's spread is about 4 nats, so a temperature on the raw
+    # score (the earlier behaviour) kept about two thirds of top-k at T = 1
+    X = np.random.default_rng(2).normal(size=(1000, 32))
+    top = ISASampler(dim=None, stratify=False)
+    top_sel = top.select(X, 100, 0)
+    assert top.scores_.std() > 3
+    np.testing.assert_allclose(top.zscores_, (top.scores_ - top.scores_.mean()) / top.scores_.std())
+    warm = ISASampler(dim=None, stratify=False, temperature=1.0)
+    sels = [warm.select(X, 100, seed) for seed in (0, 1, 2)]
+    gumbel = np.random.default_rng(2).gumbel(size=X.shape[0])  # the noise of the last seed
+    np.testing.assert_allclose(warm.keys_, warm.zscores_ / 1.0 + gumbel)
+    # at temperature 1 (one standard deviation) the draw is soft: far from top-k, and seed-dependent
+    assert selection_overlap([top_sel, sels[0]]) < 0.45
+    assert selection_overlap(sels) < 0.45
+    # a small temperature is top-k again
+    assert selection_overlap([top_sel, ISASampler(dim=None, stratify=False, temperature=0.01).select(X, 100, 0)]) > 0.9
+
+
+def test_scores_identical_under_one_and_two_threads(tmp_path) -> None:
+    """A fresh process runs the same selections under threadpool limits of 1 then 2 (any native
+    pool first loaded inside the samplers' one-thread block would have run with 2 threads the
+    first time): scores and selections must be bit-identical."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import hashlib, sys\n"
+        "import numpy as np\n"
+        "from threadpoolctl import threadpool_limits\n"
+        "from effalign.samplers import get_sampler\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.normal(size=(6000, 768)).astype(np.float32)\n"
+        "X[:1000] += 0.3\n"
+        "h = lambda a: hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()\n"
+        "for limit in (1, 2):\n"
+        "    with threadpool_limits(limits=limit):\n"
+        "        c = get_sampler('cluster', dim=32); sel = c.select(X, 300, 0)\n"
+        "        i = get_sampler('isa', dim=32); isel = i.select(X, 300, 0)\n"
+        "        print(h(sel), h(c.features_), h(isel), h(i.scores_))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    import effalign
+
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(effalign.__file__).parents[1]), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    one, two = out.stdout.strip().splitlines()
+    assert one == two
+
+
+# --------------------------------------------------------------------------- difficulty (Qi et al. 2025)
+
+
+@pytest.mark.slow
+def test_difficulty_sampler_on_tiny_model(tmp_path, tiny) -> None:
+    """Trains a scoring model on a disjoint random part of the pool and picks the smallest gaps."""
+    from effalign.logps import TokenizeConfig, model_fingerprint, reference_logps
+
+    pairs = _pairs(24)
+    before = model_fingerprint(tiny[0])
+    params = {"policy": tiny, "scoring_fraction": 0.5, "scoring_train": {"epochs": 2, "batch_size": 4},
+              "cache": str(tmp_path / "ref.sqlite"), "progress": False}
+    s = get_sampler("difficulty", **params)
+    sel = s.select(pairs, 5, 0)
+    assert model_fingerprint(tiny[0]) == before  # the caller's policy is never trained
+    score_part, cand = s.scoring_indices_, s.candidates_
+    assert score_part.size == 12 and cand.size == 12 and set(score_part).isdisjoint(cand)
+    assert set(sel) <= set(cand)  # never a pair the scoring model trained on
+    assert np.isnan(s.gaps_[score_part]).all() and np.isfinite(s.gaps_[cand]).all()
+    # smallest gaps first
+    np.testing.assert_array_equal(s.gaps_[sel], np.sort(s.gaps_[cand])[:5])
+    # the gap is relative to the untrained reference: beta * (policy - reference) margins
+    ref = reference_logps(pairs, tiny, config=TokenizeConfig(), cache=False)  # same batches as the sampler's
+    pol = s.policy_logps_
+    np.testing.assert_allclose(
+        s.gaps_[cand], 0.1 * ((pol[:, 0] - ref.chosen[cand]) - (pol[:, 1] - ref.rejected[cand])), atol=1e-6
+    )
+    assert np.abs(s.gaps_[cand]).max() > 1e-4  # training moved the scoring model
+    meta = s.metadata()
+    cost = meta["scoring_cost"]
+    assert cost["seconds"] > 0 and cost["train_steps"] == 6 and cost["train_tokens"] > 0
+    assert cost["tokens"] == cost["train_tokens"] + cost["reference_tokens"] + cost["score_tokens"]
+    assert meta["scoring"]["scoring_pairs"] == 12 and meta["scoring"]["fraction"] == 0.5
+    json.dumps(meta)
+    # the same seed gives the same split and selection; another seed another split
+    again = get_sampler("difficulty", **params)
+    np.testing.assert_array_equal(again.select(pairs, 5, 0), sel)
+    assert not np.array_equal(again.scoring_split(24, 1)[0], score_part)
+    with pytest.raises(ValueError, match="exceeds the 12 candidates"):
+        get_sampler("difficulty", **params).select(pairs, 13, 0)
+    with pytest.raises(ValueError, match="needs the pairs"):
+        get_sampler("difficulty").select(np.zeros((10, 2)), 3, 0)

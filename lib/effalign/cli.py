@@ -41,7 +41,7 @@ def _cmd_materialise(args: argparse.Namespace) -> int:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from .samplers import export_subset
+    from .export import export_subset
 
     params = json.loads(args.params) if args.params else {}
     summary = export_subset(

@@ -107,11 +107,14 @@ def select_subset(spec: RunSpec, pool: PreferenceData, pool_ref: ReferenceLogps)
     if budget == len(pool):
         return np.arange(len(pool)), {"sampler": "full"}
     params = dict(spec.sampler_params)
-    if spec.sampler.startswith("margin"):
-        params.setdefault("margins", pool_ref.margins)  # same tokenisation as training
+    if spec.sampler.startswith("ref_margin"):
+        params.setdefault("logps", pool_ref)  # same tokenisation as training
+        params.setdefault("max_completion_tokens", DPOTrainConfig.from_dict(dict(spec.train)).max_completion_tokens)
+    if spec.sampler == "difficulty":
+        params.setdefault("policy", spec.model)
     sampler = get_sampler(spec.sampler, **params)
     idx = sampler.select(pool, budget, spec.seed)
-    info: dict[str, Any] = {"sampler": repr(sampler)}
+    info: dict[str, Any] = {"sampler": repr(sampler), "metadata": sampler.metadata()}
     if hasattr(sampler, "component_budget_"):
         info["component_budget"] = np.asarray(sampler.component_budget_).tolist()
     return idx, info

@@ -1,4 +1,4 @@
-"""Data samplers: pick a budget of preference pairs from a pool (ISA and six baselines).
+"""Data samplers: pick a budget of preference pairs from a pool (ISA and seven baselines).
 
 **ISA here is our reading of the paper, not its exact recipe.** Khera, Ghosh & Dutta (2024,
 arXiv 2411.10545) select a small, high-information subset with embeddings, a two-component
@@ -6,7 +6,8 @@ Gaussian mixture and entropy-based sampling; the precise features, score and all
 published. :class:`ISASampler` implements the following reading, with every choice a parameter:
 
 1. Features per pair ``x = [e(prompt), e(chosen) - e(rejected)]``, ``e`` the L2-normalised
-   MiniLM embedding; standardised, then PCA to ``dim`` components (:func:`make_features`).
+   MiniLM embedding; standardised, then PCA to ``dim`` components
+   (:func:`effalign.features.make_features`).
 2. A seeded scikit-learn ``GaussianMixture`` with ``n_components`` (2, as in the paper) and
    ``covariance_type`` ("full").
 3. Per pair: self-information ``I(x) = -log p(x)`` under the mixture, and assignment entropy
@@ -14,177 +15,96 @@ published. :class:`ISASampler` implements the following reading, with every choi
 4. Score: ``"surprisal"`` (I), ``"entropy"`` (H) or ``"mixed"`` (z(I) + z(H)).
 5. ``budget`` pairs without replacement: each component (hard label = argmax gamma) gets a share
    proportional to its mixture weight (largest remainder, capped by the component's size, excess
-   redistributed), filled by Gumbel-top-k on ``score / temperature`` (0 = plain top-k).
+   redistributed), filled by Gumbel-top-k on ``z(score) / temperature`` (``z`` standardised over
+   the pool, so the temperature is in standard deviations whatever the score's units;
+   0 = plain top-k).
 
 Baselines with the same interface: ``random`` (uniform), ``kcenter`` (greedy farthest-first
 coreset), ``cluster`` (k-means, the pair nearest each centroid), ``longest`` (longest chosen
-responses), ``margin_low`` / ``margin_high`` (reference log-prob margin of the policy, smallest
-or largest first).
+responses; Zhao et al. 2024), ``ref_margin_low`` / ``ref_margin_high`` (the reference policy's
+own log-prob margin of chosen over rejected, smallest or largest first; summed or, with
+``per_token``, per token; no published method, a baseline), and ``difficulty`` (Qi et al. 2025:
+smallest implicit-reward gap of a DPO-trained scoring model, see :class:`DifficultySampler`).
+The names ``margin_low``/``margin_high`` of earlier versions are refused with a message naming
+the new ones (stored records keep them in their specs).
 
 Every sampler follows the scikit-learn estimator idiom: constructor parameters only, one method
 ``select(pool, budget, seed) -> np.ndarray`` and fitted attributes with a trailing underscore
 afterwards (``selected_`` for all). ``select`` returns unique int64 pool indices, exactly
 ``budget`` of them, **in selection order** (most preferred first where the sampler has an order:
 highest key for ISA, greedy order for kcenter, cluster index for cluster, longest first,
-margin order; draw order for random); use ``np.sort`` for pool order. The same seed gives the
-same indices.
+margin or gap order; draw order for random); use ``np.sort`` for pool order. The same seed gives
+the same indices. After ``select``, :meth:`Sampler.metadata` describes the selection for the run
+record: parameters, the subset's length profile (mean chosen and rejected characters and their
+difference, subset and pool), and what the sampler adds (ISA's mixture components, the
+difficulty sampler's scoring split and cost). :func:`selection_overlap` compares the subsets of
+several seeds.
 
 ``pool`` is a :class:`~effalign.data.PreferenceData` (or any sequence of
-:class:`~effalign.data.PreferencePair`), a precomputed :class:`PairFeatures`, or, for the
-feature-based samplers (isa, kcenter, cluster) and random, a raw ``(n, d)`` feature array.
-:func:`get_sampler` builds a sampler by name; :func:`export_subset` (``python -m effalign
-select``) writes a selected subset in TRL's conversational format with a JSON sidecar.
+:class:`~effalign.data.PreferencePair`), a precomputed :class:`~effalign.features.PairFeatures`,
+or, for the feature-based samplers (isa, kcenter, cluster) and random, a raw ``(n, d)`` feature
+array (:mod:`effalign.features` builds them). :func:`get_sampler` builds a sampler by name;
+:func:`effalign.export.export_subset` (``python -m effalign select``) writes a selected subset.
+
+Determinism: pools under :data:`SMALL_POOL` pairs run with one BLAS/OpenMP thread, and
+:mod:`effalign.features` loads every native thread pool at import, before such a block starts, so
+their selections and scores are bit-identical whatever the process's thread count.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
-import json
+import itertools
 import numbers
+import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .embed import MINILM_ALIAS
-
-SMOLLM2_ALIAS = "smollm2-135m-instruct"  # same alias as effalign.models (not imported: torch-free)
+from .features import (
+    SMOLLM2_ALIAS,
+    PairFeatures,
+    Pool,
+    check_finite,
+    chosen_lengths,
+    completion_token_counts,
+    is_pair_pool,
+    length_profile,
+    make_features,
+    pool_size,
+    reference_margins,
+)
 
 __all__ = [
-    "PairFeatures",
-    "Pool",
     "Sampler",
     "RandomSampler",
     "ISASampler",
     "KCenterSampler",
     "ClusterSampler",
     "LongestSampler",
-    "MarginLowSampler",
-    "MarginHighSampler",
+    "RefMarginLowSampler",
+    "RefMarginHighSampler",
+    "DifficultySampler",
     "SAMPLERS",
+    "RENAMED",
+    "SMALL_POOL",
     "get_sampler",
     "available_samplers",
-    "make_features",
-    "reduce_features",
-    "raw_features",
     "allocate_budget",
     "gumbel_top_k",
-    "reference_margins",
     "check_budget",
-    "check_finite",
-    "export_subset",
-    "sidecar_path",
+    "check_seed",
+    "selection_overlap",
+    "expected_random_overlap",
 ]
 
 
-# --------------------------------------------------------------------------- features
-
-
-@dataclass
-class PairFeatures:
-    """Precomputed per-pair inputs of the samplers (no embedding model needed at select time).
-
-    ``prompt_emb``, ``chosen_emb``, ``rejected_emb``: ``(n, d)`` embeddings. ``chosen_lengths``
-    (for ``longest``) and ``ref_margins`` (for ``margin_*``) are optional ``(n,)`` arrays.
-    """
-
-    prompt_emb: np.ndarray
-    chosen_emb: np.ndarray
-    rejected_emb: np.ndarray
-    chosen_lengths: np.ndarray | None = None
-    ref_margins: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        arrays = [np.asarray(a) for a in (self.prompt_emb, self.chosen_emb, self.rejected_emb)]
-        for name, a in zip(("prompt_emb", "chosen_emb", "rejected_emb"), arrays):
-            if a.ndim != 2:
-                raise ValueError(f"PairFeatures.{name} must be 2-D (n, d); got shape {a.shape}")
-        if not (arrays[0].shape[0] == arrays[1].shape[0] == arrays[2].shape[0]):
-            raise ValueError(f"PairFeatures embeddings disagree on n: {[a.shape[0] for a in arrays]}")
-        if arrays[1].shape != arrays[2].shape:
-            raise ValueError(f"chosen_emb {arrays[1].shape} and rejected_emb {arrays[2].shape} differ in shape")
-        self.prompt_emb, self.chosen_emb, self.rejected_emb = arrays
-        n = arrays[0].shape[0]
-        for name in ("chosen_lengths", "ref_margins"):
-            value = getattr(self, name)
-            if value is not None:
-                value = np.asarray(value, dtype=np.float64).reshape(-1)
-                if value.shape[0] != n:
-                    raise ValueError(f"PairFeatures.{name} has {value.shape[0]} entries for {n} pairs")
-                setattr(self, name, value)
-
-    def __len__(self) -> int:
-        return int(self.prompt_emb.shape[0])
-
-    @classmethod
-    def from_pairs(
-        cls,
-        pairs: Sequence[Any],
-        *,
-        model: str = MINILM_ALIAS,
-        length_unit: str = "chars",
-        ref_margins: np.ndarray | None = None,
-        **embed_kwargs: Any,
-    ) -> PairFeatures:
-        """Embed pairs with :func:`effalign.embed.pair_embeddings` (disk-cached) and measure lengths."""
-        from .embed import pair_embeddings
-
-        emb = pair_embeddings(pairs, model=model, **embed_kwargs)
-        return cls(
-            emb["prompt"], emb["chosen"], emb["rejected"],
-            chosen_lengths=chosen_lengths(pairs, unit=length_unit),
-            ref_margins=ref_margins,
-        )
-
-    def raw(self) -> np.ndarray:
-        """The un-reduced ISA features ``[e(prompt), e(chosen) - e(rejected)]``, float32 ``(n, 2d)``."""
-        diff = self.chosen_emb.astype(np.float32) - self.rejected_emb.astype(np.float32)
-        return np.concatenate([self.prompt_emb.astype(np.float32), diff], axis=1)
-
-
-Pool = Union[Sequence[Any], PairFeatures, np.ndarray]
-
-
-def chosen_lengths(pairs: Sequence[Any], unit: str = "chars", tokenizer: str = SMOLLM2_ALIAS) -> np.ndarray:
-    """Length of each pair's chosen response: ``unit="chars"`` (characters of ``chosen_text``) or
-    ``"tokens"`` (tokens of the policy tokenizer ``tokenizer``, no special tokens)."""
-    texts = [p.chosen_text for p in pairs]
-    if unit == "chars":
-        return np.array([len(t) for t in texts], dtype=np.float64)
-    if unit == "tokens":
-        from .models import load_tokenizer
-
-        tok = load_tokenizer(tokenizer)
-        ids = tok(texts, add_special_tokens=False)["input_ids"]
-        return np.array([len(i) for i in ids], dtype=np.float64)
-    raise ValueError(f"unit must be 'chars' or 'tokens', got {unit!r}")
-
-
-def pool_size(pool: Pool) -> int:
-    """Number of pairs in a pool (rows of a feature array)."""
-    if isinstance(pool, np.ndarray):
-        if pool.ndim != 2:
-            raise ValueError(f"a feature array pool must be 2-D (n, d); got shape {pool.shape}")
-        return int(pool.shape[0])
-    return len(pool)
-
-
-def _is_pairs(pool: Pool) -> bool:
-    return not isinstance(pool, (np.ndarray, PairFeatures))
-
-
-def raw_features(pool: Pool, *, model: str = MINILM_ALIAS) -> np.ndarray:
-    """The un-reduced feature matrix of a pool: an array as is, else :meth:`PairFeatures.raw`."""
-    if isinstance(pool, np.ndarray):
-        pool_size(pool)
-        return pool
-    if isinstance(pool, PairFeatures):
-        return pool.raw()
-    return PairFeatures.from_pairs(pool, model=model).raw()
+# --------------------------------------------------------------------------- checks
 
 
 def check_budget(budget: Any, n: int) -> int:
@@ -201,68 +121,6 @@ def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
-
-
-def check_finite(values: np.ndarray, what: str = "features") -> np.ndarray:
-    """Return ``values``; ValueError naming the count and first index of non-finite rows."""
-    arr = np.asarray(values)
-    if arr.size and not np.isfinite(arr).all():
-        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
-        idx = np.flatnonzero(bad)
-        raise ValueError(
-            f"{what} contain NaN or inf in {idx.size} of {arr.shape[0]} rows (first at index {int(idx[0])})"
-        )
-    return arr
-
-
-def reduce_features(
-    X: np.ndarray, *, dim: int | None = 32, standardize: bool = True, seed: int = 0
-) -> tuple[np.ndarray, Any, Any]:
-    """Standardise (optional) then PCA to ``min(dim, n, d)`` components (``dim=None``: no PCA).
-
-    Returns ``(Z, scaler, pca)`` with ``Z`` float64 ``(n, dim)``; scaler/pca are None when skipped.
-    """
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import StandardScaler
-
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"features must be 2-D (n, d); got shape {X.shape}")
-    check_finite(X, "features")
-    X = X.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
-    scaler = pca = None
-    if standardize:
-        scaler = StandardScaler()
-        X = scaler.fit_transform(X)
-    if dim is not None and dim > 0:
-        k = min(int(dim), X.shape[0], X.shape[1])
-        if k < X.shape[1]:
-            pca = PCA(n_components=k, random_state=seed)
-            X = pca.fit_transform(X)
-    return np.ascontiguousarray(X, dtype=np.float64), scaler, pca
-
-
-def make_features(
-    pool: Pool, *, dim: int | None = 32, standardize: bool = True, seed: int = 0, model: str = MINILM_ALIAS
-) -> tuple[np.ndarray, Any, Any]:
-    """Features shared by isa, kcenter and cluster: :func:`raw_features` then :func:`reduce_features`."""
-    return reduce_features(raw_features(pool, model=model), dim=dim, standardize=standardize, seed=seed)
-
-
-def reference_margins(pairs: Sequence[Any], policy: Any = SMOLLM2_ALIAS, cache: bool | str | Path = True) -> np.ndarray:
-    """``log pi_ref(chosen | prompt) - log pi_ref(rejected | prompt)`` per pair (summed log-probs),
-    from :func:`effalign.logps.reference_logps`, which computes them once per pair and caches them
-    on disk (``cache``: True for ``<cache>/ref_logps.sqlite``, a path, or False); DPO training
-    reads the same cache. ``policy`` is a name or a ``(model, tokenizer)`` tuple."""
-    try:
-        from .logps import reference_logps
-    except ImportError as err:
-        raise RuntimeError(
-            "margin samplers need effalign.logps.reference_logps, which could not be imported "
-            f"({err}); pass margins=... (or PairFeatures.ref_margins) explicitly"
-        ) from err
-    lp = reference_logps(pairs, policy=policy, cache=cache)
-    return np.asarray(lp["chosen"], dtype=np.float64) - np.asarray(lp["rejected"], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -348,12 +206,13 @@ def _thread_limit(n: int) -> Any:
     return threadpool_limits(limits=1)
 
 
-
 class Sampler:
-    """Base class: ``select(pool, budget, seed)`` validates, calls ``_select`` and checks the result."""
+    """Base class: ``select(pool, budget, seed)`` validates, calls ``_select`` and checks the
+    result; :meth:`metadata` then describes the selection."""
 
     name: ClassVar[str] = ""
-    needs: ClassVar[str] = "any"  # what the sampler reads from a pool: features, lengths, margins
+    needs: ClassVar[str] = "any"  # what the sampler reads from a pool: features, lengths, margins, pairs
+    one_thread_small_pools: ClassVar[bool] = True  # see SMALL_POOL
 
     def select(self, pool: Pool, budget: int, seed: int = 0) -> np.ndarray:
         """Unique int64 pool indices, exactly ``budget``, in selection order (see module doc).
@@ -363,12 +222,15 @@ class Sampler:
         n = pool_size(pool)
         budget = check_budget(budget, n)
         seed = check_seed(seed)
-        with _thread_limit(n):
+        limit = _thread_limit(n) if self.one_thread_small_pools else contextlib.nullcontext()
+        with limit:
             idx = np.asarray(self._select(pool, budget, seed), dtype=np.int64)
         if idx.shape != (budget,) or np.unique(idx).size != budget or idx.min() < 0 or idx.max() >= n:
             raise RuntimeError(f"{self.name}: internal error, selection is not {budget} unique indices < {n}")
         self.selected_ = idx
         self.n_pool_ = n
+        self.seed_ = seed
+        self.length_profile_ = length_profile(pool, idx)
         return idx
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:  # pragma: no cover
@@ -376,6 +238,27 @@ class Sampler:
 
     def selection_info(self) -> dict[str, np.ndarray]:
         """Per-selected-row values (aligned with ``selected_``) worth recording, e.g. scores."""
+        return {}
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready description of the last selection, for the run record: ``sampler``,
+        ``params``, ``pool_size``, ``budget``, ``seed``, ``length_profile`` (mean characters of
+        the chosen and rejected responses and of chosen − rejected, in the subset and the pool;
+        None when the pool carries no texts or character lengths, see
+        :func:`effalign.features.length_profile`) and the sampler's own entries."""
+        if not hasattr(self, "selected_"):
+            raise RuntimeError(f"{self.name}: metadata() needs a select() first")
+        return {
+            "sampler": self.name,
+            "params": self.get_params(),
+            "pool_size": int(self.n_pool_),
+            "budget": int(self.selected_.shape[0]),
+            "seed": int(self.seed_),
+            "length_profile": self.length_profile_,
+            **self._extra_metadata(),
+        }
+
+    def _extra_metadata(self) -> dict[str, Any]:
         return {}
 
     @classmethod
@@ -440,11 +323,14 @@ class ISASampler(_FeatureSampler):
     ``covariance_type``, ``reg_covar``, ``max_iter``, ``n_init`` (GaussianMixture; 3 restarts by
     default, the best lower bound kept, because one k-means start can split two blobs badly),
     ``score`` ("surprisal" | "entropy" | "mixed"), ``temperature`` (0 = top-k; else Gumbel-top-k
-    on score/temperature, in the score's units), ``stratify`` (False: one global Gumbel-top-k),
-    ``embedder`` (embedding model for pairs).
+    on ``z(score) / temperature``, ``z`` the score standardised over the pool: pair i is drawn
+    before pair j with odds ``exp((z_i - z_j) / temperature)``, so 1 is a soft preference and
+    0.1 nearly top-k, whatever the spread of the raw score, e.g. about 5 nats of surprisal),
+    ``stratify`` (False: one global Gumbel-top-k), ``embedder`` (embedding model for pairs).
 
     Fitted: ``mixture_``, ``scaler_``, ``pca_``, ``features_``, ``surprisal_``, ``entropy_``,
-    ``scores_``, ``keys_`` (score/temperature + Gumbel noise; the score when temperature is 0),
+    ``scores_`` (raw), ``zscores_`` (standardised), ``keys_`` (``zscores_ / temperature`` +
+    Gumbel noise; ``zscores_`` when temperature is 0),
     ``responsibilities_``, ``labels_`` (argmax responsibility), ``component_sizes_``,
     ``component_budget_``, ``selected_`` (highest key first within the whole selection).
     """
@@ -514,11 +400,13 @@ class ISASampler(_FeatureSampler):
         else:
             scores = _zscore(self.surprisal_) + _zscore(self.entropy_)
         self.scores_ = scores
+        z = _zscore(scores)
+        self.zscores_ = z
         self.labels_ = resp.argmax(axis=1)
         self.component_sizes_ = np.bincount(self.labels_, minlength=self.n_components)
         rng = np.random.default_rng(seed)
         gumbel = rng.gumbel(size=n) if self.temperature > 0 else np.zeros(n)
-        keys = scores / self.temperature + gumbel if self.temperature > 0 else scores
+        keys = z / self.temperature + gumbel if self.temperature > 0 else z
         self.keys_ = keys
         if self.stratify:
             self.component_budget_ = allocate_budget(budget, gmm.weights_, self.component_sizes_)
@@ -527,11 +415,11 @@ class ISASampler(_FeatureSampler):
                 if quota == 0:
                     continue
                 members = np.flatnonzero(self.labels_ == k)
-                top = gumbel_top_k(scores[members], int(quota), self.temperature, gumbel[members])
+                top = gumbel_top_k(z[members], int(quota), self.temperature, gumbel[members])
                 chosen.append(members[top])
             idx = np.concatenate(chosen)
         else:
-            idx = gumbel_top_k(scores, budget, self.temperature, gumbel)
+            idx = gumbel_top_k(z, budget, self.temperature, gumbel)
             self.component_budget_ = np.bincount(self.labels_[idx], minlength=self.n_components)
         return idx[np.argsort(-keys[idx], kind="stable")]
 
@@ -540,6 +428,21 @@ class ISASampler(_FeatureSampler):
         return {
             "score": self.scores_[s], "surprisal": self.surprisal_[s],
             "entropy": self.entropy_[s], "component": self.labels_[s],
+        }
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        n = self.n_pool_
+        return {
+            "components": {
+                "weight": [round(float(w), 4) for w in self.mixture_.weights_],
+                "pool_share": [round(float(c) / n, 4) for c in self.component_sizes_],
+                "subset_count": np.bincount(self.labels_[self.selected_], minlength=self.n_components).tolist(),
+            },
+            "score_spread": {  # the raw score's spread, which the standardised temperature no longer depends on
+                "sd": round(float(self.scores_.std()), 4),
+                "p05": round(float(np.quantile(self.scores_, 0.05)), 4),
+                "p95": round(float(np.quantile(self.scores_, 0.95)), 4),
+            },
         }
 
 
@@ -744,28 +647,94 @@ class LongestSampler(Sampler):
         return {"length": self.lengths_[self.selected_]}
 
 
-class _MarginSampler(Sampler):
-    """Reference-margin ranking; ``margins`` (constructor) > ``PairFeatures.ref_margins`` >
-    :func:`reference_margins` of the pairs under ``policy`` (a name or a ``(model, tokenizer)``
-    tuple; disk ``cache`` as there). Ties broken by a seeded permutation.
-    Fitted: ``margins_``, ``selected_`` (in margin order)."""
+
+class _RefMarginSampler(Sampler):
+    """Rank pairs by the reference policy's own margin of chosen over rejected.
+
+    The margin is ``log pi_ref(chosen | x) - log pi_ref(rejected | x)`` summed over tokens
+    (default), or with ``per_token=True`` the difference of per-token means
+    ``logp_c / n_c - logp_r / n_r``. The summed margin mostly measures length (a long answer has
+    a low total log-probability): on the HH pool ``ref_margin_low`` picked chosen answers 223
+    characters longer than their rejected ones, against 41 characters shorter in the pool; the
+    per-token margin removes most of that. No published selector ranks by this; it is a baseline
+    showing what the untrained reference alone prefers. (Qi et al. 2025 rank by the implicit
+    reward gap of a DPO-*trained* model: :class:`DifficultySampler`.)
+
+    Log-probs, first found: ``logps`` (an :class:`~effalign.logps.ReferenceLogps` or a mapping
+    with ``chosen``/``rejected`` arrays, e.g. the run's pool reference), ``margins`` (summed
+    margins; not with ``per_token``), ``PairFeatures.ref_margins`` (summed), else computed from
+    the pairs under ``policy`` (a name or a ``(model, tokenizer)`` tuple) by
+    :func:`effalign.features.reference_margins` (disk ``cache``), cut at ``max_prompt_tokens``
+    / ``max_completion_tokens``. Per-token counts: ``token_counts`` (``(n, 2)``), else counted
+    from the pairs with ``policy``'s tokenizer, cut at ``max_completion_tokens`` (give the same
+    cut as the log-probs). Ties are broken by a seeded permutation.
+    Fitted: ``margins_``, ``selected_`` (in margin order).
+    """
 
     needs = "margins"
     descending: ClassVar[bool] = False
 
-    def __init__(self, policy: Any = SMOLLM2_ALIAS, margins: Any = None, cache: bool | str = True) -> None:
+    def __init__(
+        self,
+        policy: Any = SMOLLM2_ALIAS,
+        per_token: bool = False,
+        logps: Any = None,
+        margins: Any = None,
+        token_counts: Any = None,
+        cache: bool | str = True,
+        max_prompt_tokens: int = 128,
+        max_completion_tokens: int = 64,
+    ) -> None:
         self.policy = policy
+        self.per_token = per_token
+        self.logps = logps
         self.margins = margins
+        self.token_counts = token_counts
         self.cache = cache
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_completion_tokens = max_completion_tokens
+
+    def _token_counts(self, pool: Pool) -> np.ndarray:
+        if self.token_counts is not None:
+            return np.asarray(self.token_counts, dtype=np.float64).reshape(-1, 2)
+        if not is_pair_pool(pool):
+            raise ValueError(f"{self.name} with per_token needs token counts: pass pairs or token_counts=...")
+        if isinstance(self.policy, str):
+            from .models import load_tokenizer
+
+            tokenizer = load_tokenizer(self.policy)
+        else:
+            tokenizer = self.policy[1]
+        return completion_token_counts(pool, tokenizer, self.max_completion_tokens)
 
     def _margins(self, pool: Pool) -> np.ndarray:
+        if self.logps is not None:
+            lp = self.logps
+            chosen = np.asarray(lp["chosen"] if isinstance(lp, Mapping) else lp.chosen, dtype=np.float64).reshape(-1)
+            rejected = np.asarray(lp["rejected"] if isinstance(lp, Mapping) else lp.rejected, dtype=np.float64).reshape(-1)
+            if not self.per_token:
+                return chosen - rejected
+            counts = self._token_counts(pool)
+            if counts.shape[0] != chosen.shape[0]:
+                raise ValueError(f"{self.name}: {counts.shape[0]} token counts for {chosen.shape[0]} log-probs")
+            return chosen / counts[:, 0] - rejected / counts[:, 1]
+        if self.per_token and (self.margins is not None or not is_pair_pool(pool)):
+            raise ValueError(
+                f"{self.name} with per_token needs the chosen and rejected log-probs separately: "
+                "pass logps=... (with token_counts=... for a feature pool) or the pairs"
+            )
         if self.margins is not None:
             return np.asarray(self.margins, dtype=np.float64).reshape(-1)
         if isinstance(pool, PairFeatures) and pool.ref_margins is not None:
             return pool.ref_margins
-        if not _is_pairs(pool):
-            raise ValueError(f"{self.name} needs reference margins: pass pairs, PairFeatures with ref_margins, or margins=...")
-        return reference_margins(pool, policy=self.policy, cache=self.cache)
+        if not is_pair_pool(pool):
+            raise ValueError(
+                f"{self.name} needs reference margins: pass pairs, PairFeatures with ref_margins, logps=... or margins=..."
+            )
+        return reference_margins(
+            pool, policy=self.policy, cache=self.cache, per_token=self.per_token,
+            max_prompt_tokens=self.max_prompt_tokens, max_completion_tokens=self.max_completion_tokens,
+        )
 
     def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
         margins = check_finite(self._margins(pool), "margins")
@@ -777,27 +746,167 @@ class _MarginSampler(Sampler):
     def selection_info(self) -> dict[str, np.ndarray]:
         return {"margin": self.margins_[self.selected_]}
 
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {"margin": "per_token" if self.per_token else "summed"}
 
-class MarginLowSampler(_MarginSampler):
-    """Smallest reference margins first: the hardest pairs (difficulty-based selection, Qi et al. 2025)."""
 
-    name = "margin_low"
+class RefMarginLowSampler(_RefMarginSampler):
+    """Smallest reference margins first: pairs the untrained reference ranks worst (see base class)."""
+
+    name = "ref_margin_low"
     descending = False
 
 
-class MarginHighSampler(_MarginSampler):
-    """Largest reference margins first (margin maximisation, Deng et al. 2025)."""
+class RefMarginHighSampler(_RefMarginSampler):
+    """Largest reference margins first: pairs the untrained reference already ranks best."""
 
-    name = "margin_high"
+    name = "ref_margin_high"
     descending = True
+
+
+class DifficultySampler(Sampler):
+    """Difficulty-based selection of Qi, Xu & Jin (2025, arXiv 2508.04149): the pairs with the
+    smallest DPO implicit-reward gap, i.e. those a DPO-trained model separates least.
+
+    1. Scoring split: a random ``scoring_fraction`` of the pool (at least 2 pairs), drawn from the
+       selection ``seed`` (``numpy.random.default_rng([seed, 0xD1FF])``), is the scoring part;
+       the rest are the candidates. The scoring part is never selected (a model scores the pairs
+       it trained on as easy), so ``budget`` may not exceed the candidates.
+    2. Scoring model: :func:`effalign.train.train_dpo` on the scoring part, from ``policy`` (a
+       name or a ``(model, tokenizer)`` tuple, copied, never changed), with
+       :class:`~effalign.train.DPOTrainConfig` defaults updated by ``scoring_train`` and
+       ``seed`` = the selection seed. The untrained ``policy`` is the reference.
+    3. Gap of each candidate: ``beta * [(log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log
+       pi_ref(y_l))]`` with the scoring config's ``beta`` and tokenisation; reference log-probs
+       come from the disk ``cache`` (shared with training when the tokenisation matches).
+    4. The ``budget`` candidates with the smallest gaps, hardest first (ties: seeded permutation).
+
+    Qi et al. score with an available DPO model and its reference; training the scoring model on
+    a disjoint part of the pool is this implementation's choice. Its cost is part of the data
+    selection's compute: :meth:`metadata` reports it under ``scoring_cost`` (seconds; tokens of
+    training, of the reference pass over the pool and of the scoring pass over the candidates).
+    Fitted: ``scoring_indices_``, ``candidates_``, ``gaps_`` (per pool pair, NaN for the scoring
+    part), ``policy_logps_`` (``(candidates, 2)``: chosen and rejected log-probs under the scoring
+    model), ``train_metrics_``, ``cost_``, ``selected_`` (smallest gap first).
+    """
+
+    name = "difficulty"
+    needs = "pairs"
+    one_thread_small_pools = False  # training: torch's own thread settings apply
+
+    def __init__(
+        self,
+        policy: Any = SMOLLM2_ALIAS,
+        scoring_fraction: float = 0.2,
+        scoring_train: dict[str, Any] | None = None,
+        cache: bool | str = True,
+        batch_size: int = 8,
+        progress: bool = True,
+    ) -> None:
+        self.policy = policy
+        self.scoring_fraction = scoring_fraction
+        self.scoring_train = scoring_train
+        self.cache = cache
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def scoring_split(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scoring part, candidates)`` of a pool of ``n`` pairs for ``seed``, both sorted."""
+        f = self.scoring_fraction
+        if not (isinstance(f, numbers.Real) and 0 < f < 1):
+            raise ValueError(f"difficulty: scoring_fraction must be in (0, 1), got {f!r}")
+        k = max(2, int(round(f * n)))
+        if k >= n:
+            raise ValueError(f"difficulty: a pool of {n} pairs leaves no candidates after a scoring part of {k}")
+        perm = np.random.default_rng([seed, 0xD1FF]).permutation(n)
+        return np.sort(perm[:k]), np.sort(perm[k:])
+
+    def _select(self, pool: Pool, budget: int, seed: int) -> np.ndarray:
+        if not is_pair_pool(pool):
+            raise ValueError("difficulty needs the pairs themselves (it trains and scores a model on their texts)")
+        from .logps import ReferenceLogps, reference_logps, tokenize_pairs
+        from .train import DPOTrainConfig, prepare_policy, train_dpo
+
+        pairs = list(pool)
+        n = len(pairs)
+        scoring, candidates = self.scoring_split(n, seed)
+        if budget > candidates.size:
+            raise ValueError(
+                f"difficulty: budget {budget} exceeds the {candidates.size} candidates left after the scoring part "
+                f"({scoring.size} of {n} pairs, scoring_fraction={self.scoring_fraction}); lower scoring_fraction"
+            )
+        config = DPOTrainConfig.from_dict({**(self.scoring_train or {}), "seed": seed})
+        t0 = time.perf_counter()
+        policy = self.policy
+        if not isinstance(policy, str):  # never change the caller's model (dtype or weights)
+            policy = (copy.deepcopy(policy[0]), policy[1])
+        ref_policy = prepare_policy(policy, config)
+        ref = reference_logps(pairs, ref_policy, config=config.tokenize, batch_size=self.batch_size,
+                              cache=self.cache, progress=self.progress)
+        model, tokenizer = ref_policy
+        result = train_dpo(
+            (copy.deepcopy(model), tokenizer), [pairs[i] for i in scoring], config,
+            ref=ReferenceLogps(ref.chosen[scoring], ref.rejected[scoring]), progress=self.progress,
+        )
+        cand_pairs = [pairs[i] for i in candidates]
+        scored = reference_logps(cand_pairs, (result.model, result.tokenizer), config=config.tokenize,
+                                 batch_size=self.batch_size, cache=False, progress=self.progress)
+        gaps = config.beta * (
+            (scored.chosen - ref.chosen[candidates]) - (scored.rejected - ref.rejected[candidates])
+        )
+        seconds = time.perf_counter() - t0
+        result.model = None  # free the scoring model
+        tokenized, _ = tokenize_pairs(pairs, tokenizer, config.tokenize)
+        n_tokens = np.array([t.n_tokens for t in tokenized], dtype=np.int64)
+        self.scoring_indices_ = scoring
+        self.candidates_ = candidates
+        self.gaps_ = np.full(n, np.nan)
+        self.gaps_[candidates] = gaps
+        self.policy_logps_ = np.stack([scored.chosen, scored.rejected], axis=1)
+        self.train_metrics_ = {k: v for k, v in result.metrics.items() if k != "truncation"}
+        train_tokens = int(result.metrics.get("tokens", 0))
+        reference_tokens, score_tokens = int(n_tokens.sum()), int(n_tokens[candidates].sum())
+        self.cost_ = {
+            "seconds": round(seconds, 2),
+            "train_seconds": float(result.metrics.get("wall_s", 0.0)),
+            "train_steps": int(result.metrics.get("steps", 0)),
+            "train_tokens": train_tokens,
+            "reference_tokens": reference_tokens,
+            "reference_pairs_computed": int(ref.computed),
+            "score_tokens": score_tokens,
+            "tokens": train_tokens + reference_tokens + score_tokens,
+        }
+        order = _ranked(check_finite(gaps, "implicit-reward gaps"), budget, seed, descending=False)
+        return candidates[order]
+
+    def selection_info(self) -> dict[str, np.ndarray]:
+        return {"gap": self.gaps_[self.selected_]}
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {
+            "scoring": {
+                "fraction": self.scoring_fraction,
+                "split_seed": [int(self.seed_), 0xD1FF],
+                "scoring_pairs": int(self.scoring_indices_.size),
+                "candidates": int(self.candidates_.size),
+                "train_loss": self.train_metrics_.get("train_loss"),
+            },
+            "scoring_cost": dict(self.cost_),
+        }
 
 
 # --------------------------------------------------------------------------- registry
 
 SAMPLERS: dict[str, type[Sampler]] = {
     cls.name: cls
-    for cls in (ISASampler, RandomSampler, KCenterSampler, ClusterSampler, LongestSampler, MarginLowSampler, MarginHighSampler)
+    for cls in (
+        ISASampler, RandomSampler, KCenterSampler, ClusterSampler, LongestSampler,
+        RefMarginLowSampler, RefMarginHighSampler, DifficultySampler,
+    )
 }
+
+RENAMED: dict[str, str] = {"margin_low": "ref_margin_low", "margin_high": "ref_margin_high"}
+"""Old sampler names and their new ones (records made before the rename keep the old names)."""
 
 
 def available_samplers() -> list[str]:
@@ -806,12 +915,21 @@ def available_samplers() -> list[str]:
 
 
 def get_sampler(name: str | Sampler, **params: Any) -> Sampler:
-    """A sampler by registry name with constructor parameters (a Sampler instance passes through)."""
+    """A sampler by registry name with constructor parameters (a Sampler instance passes through).
+
+    A renamed sampler (:data:`RENAMED`) raises a ValueError naming its new name.
+    """
     if isinstance(name, Sampler):
         if params:
             raise ValueError("parameters given with a sampler instance; set them on the instance")
         return name
     key = str(name).lower().replace("-", "_")
+    if key in RENAMED:
+        raise ValueError(
+            f"sampler {name!r} was renamed {RENAMED[key]!r}: it ranks pairs by the untrained reference "
+            f"policy's log-prob margin (summed, or per_token=True); the difficulty selector of Qi et al. "
+            f"2025 is 'difficulty'. Renamed: {', '.join(f'{a} -> {b}' for a, b in RENAMED.items())}"
+        )
     if key not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; known samplers: {', '.join(available_samplers())}")
     cls = SAMPLERS[key]
@@ -824,141 +942,28 @@ def get_sampler(name: str | Sampler, **params: Any) -> Sampler:
     return cls(**params)
 
 
-# --------------------------------------------------------------------------- export
+# --------------------------------------------------------------------------- overlap across seeds
 
 
-def sidecar_path(out: str | Path) -> Path:
-    """The sidecar of ``subset.jsonl`` (or ``subset.jsonl.gz``): ``subset.meta.json`` beside it."""
-    out = Path(out)
-    name = out.name
-    for suffix in (".jsonl.gz", ".jsonl"):
-        if name.endswith(suffix):
-            return out.with_name(name[: -len(suffix)] + ".meta.json")
-    raise ValueError(f"output must end with .jsonl or .jsonl.gz, got {out}")
+def selection_overlap(subsets: Sequence[Sequence[int]]) -> float:
+    """Mean Jaccard index ``|A ∩ B| / |A ∪ B|`` over all pairs of ``subsets`` (index sets, e.g.
+    one sampler's selections from one pool under different seeds): 1 when every seed picks the
+    same pairs; :func:`expected_random_overlap` is the value for independent uniform draws.
+    Needs at least two subsets; an empty pair of sets counts as identical (1)."""
+    sets = [set(np.asarray(s, dtype=np.int64).tolist()) for s in subsets]
+    if len(sets) < 2:
+        raise ValueError(f"selection_overlap needs at least two subsets, got {len(sets)}")
+    values = [len(a & b) / len(a | b) if a | b else 1.0 for a, b in itertools.combinations(sets, 2)]
+    return float(np.mean(values))
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return [_jsonable(x) for x in v.tolist()]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if np.isfinite(f) else None
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
+def expected_random_overlap(n: int, budget: int) -> float:
+    """Expected Jaccard index of two independent uniform ``budget``-subsets of a pool of ``n``:
+    their intersection ``X`` is hypergeometric, and the index is ``E[X / (2 budget - X)]``."""
+    from scipy.stats import hypergeom
 
-
-def _mean_lengths(pairs: Sequence[Any]) -> dict[str, float]:
-    return {
-        side: float(np.mean([len(getattr(p, f"{side}_text")) for p in pairs])) if len(pairs) else 0.0
-        for side in ("prompt", "chosen", "rejected")
-    }
-
-
-def export_subset(
-    source: str,
-    sampler: str | Sampler,
-    out: str | Path,
-    fraction: float | None = None,
-    budget: int | None = None,
-    seed: int = 0,
-    split: str | None = None,
-    params: dict[str, Any] | None = None,
-) -> str:
-    """Select a subset of ``source`` and write it; returns a short text summary.
-
-    Loads with :func:`effalign.data.load_preferences`; the budget is ``budget`` or
-    ``max(1, round(fraction * N))``. Writes ``out`` (``.jsonl``, or gzip ``.jsonl.gz``) with the
-    chosen rows in pool order, in TRL's conversational format (``prompt``/``chosen``/``rejected``
-    message lists plus ``metadata`` with the original metadata and ``pool_index``), and the
-    sidecar :func:`sidecar_path` (``subset.meta.json``): the spec (source, load report, pool
-    fingerprint, sampler and params, budget, seed, effalign version), the selected indices (pool
-    order, aligned with the rows, and selection order), per-row scores the sampler exposes, and
-    the summary numbers.
-    """
-    from . import __version__
-    from .data import load_preferences, write_jsonl_gz
-
-    meta_path = sidecar_path(out)
-    if (fraction is None) == (budget is None):
-        raise ValueError("give exactly one of fraction and budget")
-    data = load_preferences(source, split=split)
-    n = len(data)
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        budget = max(1, int(round(fraction * n)))
-    smp = get_sampler(sampler, **(params or {}))
-    sel = smp.select(data, budget, seed)
-    order = np.argsort(sel, kind="stable")
-    rows_idx = sel[order]
-    info = {k: np.asarray(v)[order] for k, v in smp.selection_info().items()}
-    subset = data.subset(rows_idx)
-
-    rows = []
-    for i, pair in zip(rows_idx, subset):
-        row = pair.to_trl(with_metadata=True)
-        row["metadata"] = {**pair.metadata, "pool_index": int(i)}
-        rows.append(row)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.name.endswith(".gz"):
-        write_jsonl_gz(out, rows)
-    else:
-        tmp = out.with_name(out.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        tmp.replace(out)
-
-    pool_len, sub_len = _mean_lengths(data), _mean_lengths(subset)
-    summary: dict[str, Any] = {"pool_size": n, "budget": int(budget), "mean_chars_pool": pool_len, "mean_chars_subset": sub_len}
-    if isinstance(smp, ISASampler):
-        k = smp.n_components
-        summary["components"] = {
-            "weight": smp.mixture_.weights_.tolist(),
-            "pool_share": (smp.component_sizes_ / n).tolist(),
-            "subset_count": np.bincount(smp.labels_[sel], minlength=k).tolist(),
-        }
-    spec = {
-        "source": str(source),
-        "split": split,
-        "load_report": data.report.to_dict() if data.report else None,
-        "pool_fingerprint": data.fingerprint(),
-        "sampler": smp.name,
-        "params": smp.get_params(),
-        "fraction": fraction,
-        "budget": int(budget),
-        "seed": int(seed),
-        "effalign_version": __version__,
-    }
-    sidecar = {
-        "spec": spec,
-        "indices": rows_idx,
-        "selection_order": sel,
-        "scores": info,
-        "summary": summary,
-    }
-    meta_path.write_text(json.dumps(_jsonable(sidecar), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-
-    lines = [
-        f"{smp.name}: {budget} of {n} pairs ({budget / n:.1%}) from {source}, seed {seed}",
-        f"wrote {out} and {meta_path}",
-        "mean characters  prompt / chosen / rejected",
-        "  pool    " + " / ".join(f"{pool_len[s]:8.1f}" for s in ("prompt", "chosen", "rejected")),
-        "  subset  " + " / ".join(f"{sub_len[s]:8.1f}" for s in ("prompt", "chosen", "rejected")),
-    ]
-    if "components" in summary:
-        c = summary["components"]
-        for j in range(len(c["weight"])):
-            lines.append(
-                f"  component {j}: weight {c['weight'][j]:.3f}, pool share {c['pool_share'][j]:.3f}, "
-                f"subset {c['subset_count'][j]} ({c['subset_count'][j] / budget:.3f})"
-            )
-    if info:
-        lines.append("scores in sidecar: " + ", ".join(sorted(info)))
-    return "\n".join(lines)
+    if not 1 <= budget <= n:
+        raise ValueError(f"budget must be between 1 and the pool size {n}, got {budget}")
+    x = np.arange(0, budget + 1)
+    p = hypergeom(n, budget, budget).pmf(x)
+    return float(np.sum(p * x / (2 * budget - x)))
