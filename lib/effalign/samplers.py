@@ -654,9 +654,9 @@ class _RefMarginSampler(Sampler):
     The margin is ``log pi_ref(chosen | x) - log pi_ref(rejected | x)`` summed over tokens
     (default), or with ``per_token=True`` the difference of per-token means
     ``logp_c / n_c - logp_r / n_r``. The summed margin mostly measures length (a long answer has
-    a low total log-probability): on the HH pool ``ref_margin_low`` picked chosen answers 223
-    characters longer than their rejected ones, against 41 characters shorter in the pool; the
-    per-token margin removes most of that. No published selector ranks by this; it is a baseline
+    a low total log-probability, so ``ref_margin_low`` favours long chosen answers; the length
+    profile in :meth:`~Sampler.metadata` shows it); the per-token margin removes most of that.
+    No published selector ranks by this; it is a baseline
     showing what the untrained reference alone prefers. (Qi et al. 2025 rank by the implicit
     reward gap of a DPO-*trained* model: :class:`DifficultySampler`.)
 
