@@ -410,6 +410,7 @@ def test_ref_margin_per_token_from_given_logps_and_errors() -> None:
     summed = get_sampler("ref_margin_high", logps=logps).select(np.zeros((3, 1)), 3, 0)
     assert summed.tolist() == [2, 0, 1]  # -> per token the order is 1 first: length no longer decides
     assert s.selected_[0] == 1
+    assert json.loads(json.dumps(s.metadata()))["params"]["logps"] == {"chosen": "<array (3,)>", "rejected": "<array (3,)>"}
     with pytest.raises(ValueError, match="per_token needs the chosen and rejected log-probs separately"):
         get_sampler("ref_margin_low", per_token=True, margins=np.zeros(3)).select(np.zeros((3, 1)), 2, 0)
     with pytest.raises(ValueError, match="token counts"):

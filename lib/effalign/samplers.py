@@ -206,6 +206,22 @@ def _thread_limit(n: int) -> Any:
     return threadpool_limits(limits=1)
 
 
+def _summarise(v: Any) -> Any:
+    """A parameter value as JSON: arrays and long lists as ``"<array (n,)>"``, other objects as
+    ``"<TypeName>"`` (a ``(model, tokenizer)`` tuple as ``"<Model, Tokenizer>"``)."""
+    if isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and len(v) > 16):
+        return f"<array ({len(v)},)>"
+    if isinstance(v, dict):
+        return {str(k): _summarise(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        if all(isinstance(x, (str, int, float, bool, type(None))) for x in v):
+            return list(v) if isinstance(v, list) else v
+        return "<" + ", ".join(type(x).__name__ for x in v) + ">"
+    if not isinstance(v, (str, int, float, bool, type(None))):
+        return f"<{type(v).__name__}>"
+    return v
+
+
 class Sampler:
     """Base class: ``select(pool, budget, seed)`` validates, calls ``_select`` and checks the
     result; :meth:`metadata` then describes the selection."""
@@ -266,18 +282,9 @@ class Sampler:
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
     def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (arrays summarised as ``"<array (n,)>"``), JSON-ready."""
-        out: dict[str, Any] = {}
-        for p in self.param_names():
-            v = getattr(self, p)
-            if isinstance(v, np.ndarray) or (isinstance(v, (list, tuple)) and len(v) > 16):
-                v = f"<array ({len(v)},)>"
-            elif not isinstance(v, (str, int, float, bool, type(None), list, tuple, dict)):
-                v = f"<{type(v).__name__}>"
-            elif isinstance(v, tuple) and not all(isinstance(x, (str, int, float, bool)) for x in v):
-                v = "<" + ", ".join(type(x).__name__ for x in v) + ">"
-            out[p] = v
-        return out
+        """Constructor parameters (arrays summarised as ``"<array (n,)>"``, objects by their
+        type name), JSON-ready."""
+        return {p: _summarise(getattr(self, p)) for p in self.param_names()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
