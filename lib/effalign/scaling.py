@@ -1,57 +1,42 @@
 """Scaling curves: descriptive fits of a metric against the number of training pairs.
 
-`fit_scaling(n, y)` fits five forms of ``y(n)``:
+:func:`fit_scaling` fits ``exp_plateau`` ``a - (a - b) exp(-n / tau)`` (plateau ``a``), ``power_law``
+``a - c n^(-alpha)`` (plateau ``a``), ``log_law`` ``b + c log n``, ``linear`` ``b + c n`` and
+``constant`` ``b``. The fits *describe* the curve; the book's plateau verdict is a pre-registered
+contrast (:mod:`effalign.findings`), which fits the per-size means with their standard errors
+(``sigma``, ``absolute_sigma=True``) inside the metric's range (``bounds=(0, 1)`` for accuracy, gold
+reward and win rate), never the per-seed points, which share evaluation items and pool.
 
-=============  ===========================  ========
-form           curve                        plateau
-=============  ===========================  ========
-``exp_plateau``  ``a - (a - b) exp(-n / tau)``  ``a``
-``power_law``    ``a - c n^(-alpha)``           ``a``
-``log_law``      ``b + c log n``                none
-``linear``       ``b + c n``                    none
-``constant``     ``b``                          flat
-=============  ===========================  ========
-
-The fits *describe* the curve; the book's plateau verdict is a pre-registered contrast
-(:mod:`effalign.findings`). The findings fit the per-size means with their standard errors
-(``sigma``, ``absolute_sigma=True``) inside the metric's range (``bounds=(0, 1)`` for accuracy,
-gold reward and win rate), never the per-seed points, which share evaluation items and pool.
-
-Fitting (:func:`_fit_form`)
-    Bounded least squares (``scipy.optimize.least_squares``, ``trf``) from the best points of a
-    grid over the non-linear parameter (the two linear ones solved exactly), on ``x = n / n_ref``
-    with ``n_ref`` the geometric mean of the distinct sizes; parameters are reported in ``n`` units.
-Bounds and identification
-    The exponential plateau's ``a`` and ``b`` and the power law's ``a`` lie in ``bounds`` (a missing
-    side: ten data spans beyond the observed values), ``tau`` in ``[n_min / 10, 10 n_max]``,
-    ``alpha`` in ``[0.01, 5]``. A parameter that ends on a bound is *not identified* by the data:
-    the form is reported with its weight but never called favoured.
-Weights (:func:`_akaike_weights`)
-    Gaussian errors. With ``absolute_sigma`` the likelihood is the chi-square one and ``k`` counts
-    the curve's parameters (``fit_p`` is then the chi-square lack-of-fit p-value); otherwise the
-    noise variance is estimated and counted too. Akaike weights come from AICc (AIC where AICc is
-    undefined, ``N <= k + 1``). ``best``: the identified form with the largest weight, or None.
-Intervals (:func:`_bootstrap`)
-    Percentile bootstrap: ``parametric`` (``y* = fit + sigma z``; the default with absolute
-    sigma), ``residuals`` (standardised residuals added back), ``groups`` (whole seeds; only with
-    at least ten) or ``points`` (within each size). Failed refits are counted.
-Derived quantities
-    ``plateau``; ``n_at(f)``: the ``n`` at which the curve has covered the share ``f`` of the gain
-    *over the untrained policy* (``untrained=``, the book's one definition of gain) up to
-    ``y(n_full)`` (``relative_to="n_full"``, the default) or up to the plateau; ``saving(f) =
-    1 - n_at(f) / n_full``.
+- Fit step (:func:`_fit_form`): bounded least squares (``trf``) on ``x = n / n_ref`` (``n_ref`` the
+  geometric mean of the sizes) from the best points of a grid over the non-linear parameter, the two
+  linear ones solved exactly; parameters are reported in ``n`` units.
+- Bounds: the plateau ``a`` (and the exponential's ``b``) lie in ``bounds`` (a missing side: ten data
+  spans beyond the data), ``tau`` in ``[n_min / 10, 10 n_max]``, ``alpha`` in ``[0.01, 5]``. A
+  parameter on a bound is *not identified*: the form keeps its weight but is never favoured.
+- Weights step (:func:`_akaike_weights`): Gaussian likelihood, chi-square with ``absolute_sigma``
+  (``k`` = curve parameters; ``fit_p`` the lack-of-fit p-value), else with the variance estimated
+  (``k + 1``); Akaike weights from AICc (AIC where AICc is undefined). ``best`` is the identified
+  form with the largest weight, or None.
+- Intervals step (:func:`_bootstrap`): percentile bootstrap, ``parametric`` (``y* = fit + sigma z``,
+  the default with absolute sigma), ``residuals``, ``groups`` (whole seeds, at least ten) or
+  ``points``.
+- ``n_at(f)``: the ``n`` at which the curve covers the share ``f`` of the gain *over the untrained
+  policy* (``untrained=``, the book's one definition of gain) up to ``y(n_full)`` (or the plateau);
+  ``saving(f) = 1 - n_at(f) / n_full``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
+
+from .curves import FORM_NAMES, FORMS, Levels, ScalingForm, constant, exp_plateau, linear, log_law, power_law
 
 __all__ = [
     "FORMS",
@@ -69,189 +54,14 @@ __all__ = [
     "power_law",
 ]
 
-FORM_NAMES: tuple[str, ...] = ("exp_plateau", "power_law", "log_law", "linear", "constant")
 MIN_GROUPS_FOR_BOOTSTRAP = 10  # a bootstrap over seeds needs at least this many seeds
 _SPAN = 10.0  # a missing side of ``bounds``: this many data spans beyond the observed values
-_GRID = 40
 _BOUND_TOL = 1e-3  # a parameter within this share of its box width of a bound sits on it
 
-Levels = tuple[float, float]
 
 
 class ScalingError(ValueError):
     """Invalid input to, or impossible request of, the scaling analysis."""
-
-
-# ----------------------------------------------------------------------------- public curves
-
-
-def exp_plateau(n: Any, a: float, b: float, tau: float) -> np.ndarray:
-    """Exponential plateau ``a - (a - b) exp(-n / tau)``."""
-    return a - (a - b) * np.exp(-np.asarray(n, dtype=float) / tau)
-
-
-def power_law(n: Any, a: float, c: float, alpha: float) -> np.ndarray:
-    """Saturating power law ``a - c n^(-alpha)``."""
-    return a - c * np.asarray(n, dtype=float) ** (-alpha)
-
-
-def log_law(n: Any, b: float, c: float) -> np.ndarray:
-    """Logarithmic law ``b + c log n`` (no plateau)."""
-    return b + c * np.log(np.asarray(n, dtype=float))
-
-
-def linear(n: Any, b: float, c: float) -> np.ndarray:
-    """Straight line ``b + c n`` (no plateau)."""
-    return b + c * np.asarray(n, dtype=float)
-
-
-def constant(n: Any, b: float) -> np.ndarray:
-    """Flat ``b``: no change with data."""
-    return np.full(np.shape(n), float(b))
-
-
-@dataclass(frozen=True)
-class ScalingForm:
-    """One candidate form.
-
-    ``func(n, *params)`` is the curve in ``n`` units. The optimiser works on ``x = n / n_ref``:
-    ``curve(x, theta)`` is the curve there, ``to_public(theta, n_ref)`` converts the parameters,
-    ``box(x, levels)`` gives the (lower, upper) bounds of ``theta`` given the allowed levels of
-    the metric, ``starts(x, y, w, lower, upper)`` starting points, and ``solve(target, params)``
-    the ``n`` at which the public curve reaches ``target`` (NaN when it never does).
-    """
-
-    name: str
-    formula: str
-    func: Callable[..., np.ndarray]
-    param_names: tuple[str, ...]
-    plateau_param: str | None
-    curve: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    to_public: Callable[[np.ndarray, float], np.ndarray]
-    box: Callable[[np.ndarray, Levels], tuple[np.ndarray, np.ndarray]]
-    starts: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], list[np.ndarray]]
-    solve: Callable[[float, np.ndarray], float]
-
-    @property
-    def n_params(self) -> int:
-        return len(self.param_names)
-
-    def __call__(self, n: Any, params: Sequence[float] | dict[str, float]) -> np.ndarray:
-        if isinstance(params, dict):
-            params = [params[k] for k in self.param_names]
-        return self.func(n, *params)
-
-
-def _profile_starts(x: np.ndarray, y: np.ndarray, w: np.ndarray, grid: np.ndarray,
-                    basis: Callable[[np.ndarray], np.ndarray], lb: np.ndarray, ub: np.ndarray) -> list[np.ndarray]:
-    """Variable projection: for each grid value of the non-linear parameter (``theta[2]``) solve the
-    two linear ones (``theta[:2]``) by weighted least squares, clip them to their bounds, and return
-    the two best local minima of the profile."""
-    B = basis(grid)  # (G, N, 2)
-    sw = np.sqrt(w)
-    coef = np.einsum("gij,gj->gi", np.linalg.pinv(B * sw[None, :, None]), np.broadcast_to(y * sw, (len(grid), len(y))))
-    coef = np.clip(coef, lb[:2], ub[:2])
-    sse = np.sum(w * (np.einsum("gnj,gj->gn", B, coef) - y) ** 2, axis=1)
-    sse = np.where(np.isfinite(sse), sse, np.inf)
-    is_min = np.ones(len(grid), dtype=bool)
-    is_min[1:] &= sse[1:] <= sse[:-1]
-    is_min[:-1] &= sse[:-1] <= sse[1:]
-    cand = np.flatnonzero(is_min & np.isfinite(sse))
-    cand = cand[np.argsort(sse[cand])][:2] if cand.size else np.array([int(np.argmin(sse))])
-    return [np.array([*coef[g], grid[g]]) for g in cand]
-
-
-def _wls_starts(design: Callable[[np.ndarray], np.ndarray]) -> Callable[..., list[np.ndarray]]:
-    """Starts of a form linear in its parameters: the weighted least-squares solution."""
-    def starts(x: np.ndarray, y: np.ndarray, w: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> list[np.ndarray]:
-        sw = np.sqrt(w)
-        coef, *_ = np.linalg.lstsq(design(x) * sw[:, None], y * sw, rcond=None)
-        return [coef]
-    return starts
-
-
-def _free(k: int) -> Callable[[np.ndarray, Levels], tuple[np.ndarray, np.ndarray]]:
-    return lambda x, levels: (np.full(k, -np.inf), np.full(k, np.inf))
-
-
-def _safe(value: float) -> float:
-    return float(value) if np.isfinite(value) else math.nan
-
-
-# --- exp_plateau: theta = (a, b, tau / n_ref)
-
-def _exp_box(x: np.ndarray, levels: Levels) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = levels
-    return np.array([lo, lo, x.min() / 10.0]), np.array([hi, hi, x.max() * 10.0])
-
-
-def _exp_starts(x: np.ndarray, y: np.ndarray, w: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> list[np.ndarray]:
-    def basis(t: np.ndarray) -> np.ndarray:
-        e = np.exp(-x[None, :] / t[:, None])
-        return np.stack([1.0 - e, e], axis=-1)
-    return _profile_starts(x, y, w, np.geomspace(lb[2] * 1.01, ub[2] / 1.01, _GRID), basis, lb, ub)
-
-
-def _exp_solve(target: float, p: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
-        return _safe(-p[2] * np.log((p[0] - target) / (p[0] - p[1])))
-
-
-# --- power_law: theta = (a, c n_ref^-alpha, alpha)
-
-def _pow_box(x: np.ndarray, levels: Levels) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([levels[0], -np.inf, 0.01]), np.array([levels[1], np.inf, 5.0])
-
-
-def _pow_starts(x: np.ndarray, y: np.ndarray, w: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> list[np.ndarray]:
-    def basis(al: np.ndarray) -> np.ndarray:
-        p = x[None, :] ** (-al[:, None])
-        return np.stack([np.ones_like(p), -p], axis=-1)
-    return _profile_starts(x, y, w, np.geomspace(lb[2] * 1.01, ub[2] / 1.01, _GRID), basis, lb, ub)
-
-
-def _pow_solve(target: float, p: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
-        return _safe(((p[0] - target) / p[1]) ** (-1.0 / p[2]))
-
-
-def _log_solve(target: float, p: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
-        return _safe(np.exp((target - p[0]) / p[1]))
-
-
-def _linear_solve(target: float, p: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
-        return _safe((target - p[0]) / p[1])
-
-
-FORMS: dict[str, ScalingForm] = {
-    "exp_plateau": ScalingForm(
-        "exp_plateau", "y = a - (a - b) exp(-n / tau)", exp_plateau, ("a", "b", "tau"), "a",
-        curve=lambda x, t: t[0] - (t[0] - t[1]) * np.exp(-x / t[2]),
-        to_public=lambda t, r: np.array([t[0], t[1], t[2] * r]),
-        box=_exp_box, starts=_exp_starts, solve=_exp_solve),
-    "power_law": ScalingForm(
-        "power_law", "y = a - c n^(-alpha)", power_law, ("a", "c", "alpha"), "a",
-        curve=lambda x, t: t[0] - t[1] * x ** (-t[2]),
-        to_public=lambda t, r: np.array([t[0], t[1] * r ** t[2], t[2]]),
-        box=_pow_box, starts=_pow_starts, solve=_pow_solve),
-    "log_law": ScalingForm(
-        "log_law", "y = b + c log(n)", log_law, ("b", "c"), None,
-        curve=lambda x, t: t[0] + t[1] * np.log(x),
-        to_public=lambda t, r: np.array([t[0] - t[1] * math.log(r), t[1]]),
-        box=_free(2), starts=_wls_starts(lambda x: np.stack([np.ones_like(x), np.log(x)], axis=1)), solve=_log_solve),
-    "linear": ScalingForm(
-        "linear", "y = b + c n", linear, ("b", "c"), None,
-        curve=lambda x, t: t[0] + t[1] * x,
-        to_public=lambda t, r: np.array([t[0], t[1] / r]),
-        box=_free(2), starts=_wls_starts(lambda x: np.stack([np.ones_like(x), x], axis=1)), solve=_linear_solve),
-    "constant": ScalingForm(
-        "constant", "y = b", constant, ("b",), None,
-        curve=lambda x, t: np.full(x.shape, t[0]),
-        to_public=lambda t, r: np.array([t[0]]),
-        box=_free(1), starts=_wls_starts(lambda x: np.ones((x.size, 1))), solve=lambda target, p: math.nan),
-}
 
 
 # ----------------------------------------------------------------------------- results
@@ -437,9 +247,6 @@ class ScalingReport:
             flag = "" if fit.identified else f" NOT IDENTIFIED ({', '.join(fit.at_bound)} at a bound)"
             lines.append(f"{star} {name:12s} w={fit.akaike_weight:.3f} AICc={fit.aicc:.2f} | {ps}{flag}")
         return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.summary()
 
 
 # ----------------------------------------------------------------------------- fitting steps
