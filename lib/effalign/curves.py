@@ -99,17 +99,24 @@ def _profile_starts(x: np.ndarray, y: np.ndarray, w: np.ndarray, grid: np.ndarra
     return [np.array([*coef[g], grid[g]]) for g in cand]
 
 
-def _wls_starts(design: Callable[[np.ndarray], np.ndarray]) -> Callable[..., list[np.ndarray]]:
+@dataclass(frozen=True)
+class _WLS:
     """Starts of a form linear in its parameters: the weighted least-squares solution."""
-    def starts(x: np.ndarray, y: np.ndarray, w: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> list[np.ndarray]:
+
+    design: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> list[np.ndarray]:
         sw = np.sqrt(w)
-        coef, *_ = np.linalg.lstsq(design(x) * sw[:, None], y * sw, rcond=None)
+        coef, *_ = np.linalg.lstsq(self.design(x) * sw[:, None], y * sw, rcond=None)
         return [coef]
-    return starts
 
 
-def _free(k: int) -> Callable[[np.ndarray, Levels], tuple[np.ndarray, np.ndarray]]:
-    return lambda x, levels: (np.full(k, -np.inf), np.full(k, np.inf))
+def _free1(x: np.ndarray, levels: Levels) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(1, -np.inf), np.full(1, np.inf)
+
+
+def _free2(x: np.ndarray, levels: Levels) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(2, -np.inf), np.full(2, np.inf)
 
 
 def _safe(value: float) -> float:
@@ -163,30 +170,73 @@ def _linear_solve(target: float, p: np.ndarray) -> float:
         return _safe((target - p[0]) / p[1])
 
 
+def _exp_curve(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return t[0] - (t[0] - t[1]) * np.exp(-x / t[2])
+
+
+def _exp_public(t: np.ndarray, r: float) -> np.ndarray:
+    return np.array([t[0], t[1], t[2] * r])
+
+
+def _pow_curve(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return t[0] - t[1] * x ** (-t[2])
+
+
+def _pow_public(t: np.ndarray, r: float) -> np.ndarray:
+    return np.array([t[0], t[1] * r ** t[2], t[2]])
+
+
+# --- log_law: theta = (b + c log n_ref, c); linear: theta = (b, c n_ref); constant: theta = (b,)
+
+def _log_curve(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return t[0] + t[1] * np.log(x)
+
+
+def _log_public(t: np.ndarray, r: float) -> np.ndarray:
+    return np.array([t[0] - t[1] * math.log(r), t[1]])
+
+
+def _log_design(x: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(x), np.log(x)], axis=1)
+
+
+def _linear_curve(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return t[0] + t[1] * x
+
+
+def _linear_public(t: np.ndarray, r: float) -> np.ndarray:
+    return np.array([t[0], t[1] / r])
+
+
+def _linear_design(x: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(x), x], axis=1)
+
+
+def _constant_curve(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return np.full(x.shape, t[0])
+
+
+def _constant_public(t: np.ndarray, r: float) -> np.ndarray:
+    return np.array([t[0]])
+
+
+def _constant_design(x: np.ndarray) -> np.ndarray:
+    return np.ones((x.size, 1))
+
+
+def _never(target: float, p: np.ndarray) -> float:
+    return math.nan
+
+
 FORMS: dict[str, ScalingForm] = {
-    "exp_plateau": ScalingForm(
-        "exp_plateau", "y = a - (a - b) exp(-n / tau)", exp_plateau, ("a", "b", "tau"), "a",
-        curve=lambda x, t: t[0] - (t[0] - t[1]) * np.exp(-x / t[2]),
-        to_public=lambda t, r: np.array([t[0], t[1], t[2] * r]),
-        box=_exp_box, starts=_exp_starts, solve=_exp_solve),
-    "power_law": ScalingForm(
-        "power_law", "y = a - c n^(-alpha)", power_law, ("a", "c", "alpha"), "a",
-        curve=lambda x, t: t[0] - t[1] * x ** (-t[2]),
-        to_public=lambda t, r: np.array([t[0], t[1] * r ** t[2], t[2]]),
-        box=_pow_box, starts=_pow_starts, solve=_pow_solve),
-    "log_law": ScalingForm(
-        "log_law", "y = b + c log(n)", log_law, ("b", "c"), None,
-        curve=lambda x, t: t[0] + t[1] * np.log(x),
-        to_public=lambda t, r: np.array([t[0] - t[1] * math.log(r), t[1]]),
-        box=_free(2), starts=_wls_starts(lambda x: np.stack([np.ones_like(x), np.log(x)], axis=1)), solve=_log_solve),
-    "linear": ScalingForm(
-        "linear", "y = b + c n", linear, ("b", "c"), None,
-        curve=lambda x, t: t[0] + t[1] * x,
-        to_public=lambda t, r: np.array([t[0], t[1] / r]),
-        box=_free(2), starts=_wls_starts(lambda x: np.stack([np.ones_like(x), x], axis=1)), solve=_linear_solve),
-    "constant": ScalingForm(
-        "constant", "y = b", constant, ("b",), None,
-        curve=lambda x, t: np.full(x.shape, t[0]),
-        to_public=lambda t, r: np.array([t[0]]),
-        box=_free(1), starts=_wls_starts(lambda x: np.ones((x.size, 1))), solve=lambda target, p: math.nan),
+    "exp_plateau": ScalingForm("exp_plateau", "y = a - (a - b) exp(-n / tau)", exp_plateau, ("a", "b", "tau"), "a",
+                               _exp_curve, _exp_public, _exp_box, _exp_starts, _exp_solve),
+    "power_law": ScalingForm("power_law", "y = a - c n^(-alpha)", power_law, ("a", "c", "alpha"), "a",
+                             _pow_curve, _pow_public, _pow_box, _pow_starts, _pow_solve),
+    "log_law": ScalingForm("log_law", "y = b + c log(n)", log_law, ("b", "c"), None,
+                           _log_curve, _log_public, _free2, _WLS(_log_design), _log_solve),
+    "linear": ScalingForm("linear", "y = b + c n", linear, ("b", "c"), None,
+                          _linear_curve, _linear_public, _free2, _WLS(_linear_design), _linear_solve),
+    "constant": ScalingForm("constant", "y = b", constant, ("b",), None,
+                            _constant_curve, _constant_public, _free1, _WLS(_constant_design), _never),
 }

@@ -37,7 +37,7 @@ from .verdicts import (DEFAULT_ARM, RULES, AnalysisPlan, Rule, Verdict, plateau_
 
 __all__ = [
     "AnalysisPlan", "RULES", "Rule", "ScalingOutcome", "TrackFindings", "TrackRuns", "Verdict", "claim_statements",
-    "cost_statements", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_verdict",
+    "cost_statements", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding", "plateau_verdict",
     "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_statements",
     "subset_verdict", "track_findings",
 ]
@@ -73,7 +73,7 @@ class ScalingOutcome:
             return f"No curve fit for {self.metric}: {self.reason.rstrip('.')}."
         r = self.report
         lo, hi = r.bounds
-        missing = [f"{k} is not identified inside [{fmt(lo)}, {fmt(hi)}] ({', '.join(r.fits[k].at_bound)} at a bound)"
+        missing = [f"{k} is not identified inside [{lo:g}, {hi:g}] ({', '.join(r.fits[k].at_bound)} at a bound)"
                    for k in ("exp_plateau", "power_law") if k in r.fits and r.fits[k].success and not r.fits[k].identified]
         if r.best is None:
             return f"For {self.metric} no form is identified by the data (rule F): " + "; ".join(missing) + "."
@@ -248,10 +248,11 @@ def _plateau_arm(plan: AnalysisPlan, arms: Sequence[str]) -> str:
     return DEFAULT_ARM if DEFAULT_ARM in arms or not arms else arms[0]
 
 
-def _plateau(frame: pd.DataFrame | None, arm: str, track: str, plan: AnalysisPlan, equal: bool,
-             items: pd.DataFrame | None) -> Verdict:
+def plateau_finding(frame: pd.DataFrame | None, arm: str, track: str, plan: AnalysisPlan, *, equal_compute: bool = False,
+                    items: pd.DataFrame | None = None) -> Verdict:
+    """Rule P on one scaling arm's runs: ``y(N) - y(N/2)`` paired by seed (per item when stored)."""
     metric, delta = plan.metric(track), plan.delta(track)
-    caveats = [] if equal else ["the arm trains a fixed number of epochs, so the whole pool also gets more optimiser "
+    caveats = [] if equal_compute else ["the arm trains a fixed number of epochs, so the whole pool also gets more optimiser "
                                 "steps than half of it: this contrast mixes data with compute"]
     empty = Estimate(math.nan, math.nan, math.nan, 0, "paired by seed")
     if frame is None or len(frame) == 0:
@@ -290,9 +291,10 @@ def track_findings(track: str, plan: AnalysisPlan, runs: TrackRuns, *, n_boot: i
     scaling = {arm: outcomes.get(arm) or scaling_outcome(f, metric, n_boot=n_boot, level=plan.level)
                for arm, f in runs.scaling.items()}
     arm = _plateau_arm(plan, list(runs.scaling))
-    plateau = {a: _plateau(f, a, track, plan, a in equal_compute, items) for a, f in runs.scaling.items()}
+    plateau = {a: plateau_finding(f, a, track, plan, equal_compute=a in equal_compute, items=items)
+               for a, f in runs.scaling.items()}
     if arm not in plateau:
-        plateau[arm] = _plateau(None, arm, track, plan, arm in equal_compute, items)
+        plateau[arm] = plateau_finding(None, arm, track, plan, equal_compute=arm in equal_compute, items=items)
     budget, label = plan.primary_budget, plan.sampler
     subset_est = contrast(frame, metric, (label, budget), ("full", 1.0), items=items)
     compute = [] if not len(cell_runs(frame, (label, budget), metric)) else [

@@ -12,21 +12,23 @@ runs of a profile's grids as frames for the findings.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from .book import load_profile
-from .experiment import collect, expand_grid
-from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings
-from .grids import arm_of, equal_compute_arms, track_grids
-from .tables import items_frame, runs_frame
-
-# tqdm.auto warns once per kernel that ipywidgets is missing and falls back to text bars: harmless
+# tqdm.auto (imported with the experiment code below) warns once per kernel that ipywidgets is missing
+# and falls back to text bars: harmless, and not for the book's outputs
 warnings.filterwarnings("ignore", message="IProgress not found")
+
+from collections.abc import Iterable, Mapping, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .book import load_profile  # noqa: E402
+from .experiment import collect, expand_grid  # noqa: E402
+from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings  # noqa: E402
+from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
+from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
     "data_overview", "isa_frame", "length_frame", "mixture_table", "notebook_setup",
