@@ -134,16 +134,19 @@ def scaling_outcome(frame: pd.DataFrame | None, metric: str, *, n_boot: int = 20
 # ----------------------------------------------------------------------------- gain and saturation (rule G)
 
 
-def _first_crossing(n: np.ndarray, share: np.ndarray, target: float) -> float:
-    """The first ``n`` at which ``share`` reaches ``target``, interpolated linearly in ``log n``."""
-    hit = np.flatnonzero(share >= target)
-    if hit.size == 0:
-        return math.nan
-    i = int(hit[0])
-    if i == 0:
-        return float(n[0])
-    t = (target - share[i - 1]) / (share[i] - share[i - 1])
-    return float(np.exp(np.log(n[i - 1]) + t * (np.log(n[i]) - np.log(n[i - 1]))))
+def _first_crossing(n: np.ndarray, share: np.ndarray, target: float) -> np.ndarray:
+    """Per row of ``share`` (sizes in columns), the first ``n`` at which it reaches ``target``,
+    interpolated linearly in ``log n`` (NaN where it never does)."""
+    share = np.atleast_2d(share)
+    hit = share >= target
+    i = hit.argmax(axis=1)
+    prev = np.maximum(i - 1, 0)
+    rows = np.arange(share.shape[0])
+    lo, hi = share[rows, prev], share[rows, i]
+    with np.errstate(all="ignore"):
+        t = np.where(hi > lo, (target - lo) / (hi - lo), 1.0)
+    log_n = np.log(n[prev]) + t * (np.log(n[i]) - np.log(n[prev]))
+    return np.where(hit.any(axis=1), np.where(i == 0, n[0], np.exp(log_n)), np.nan)
 
 
 def saturation(frame: pd.DataFrame | None, metric: str, plan: AnalysisPlan, *, items: pd.DataFrame | None = None,
@@ -180,13 +183,14 @@ def saturation(frame: pd.DataFrame | None, metric: str, plan: AnalysisPlan, *, i
         out["sentence"] = f"Rule G: {gain_text}; no gain is shown, so n95 and the saving are undefined."
         return out
     values = gains["gain"].to_numpy()
-    out["n95"] = _first_crossing(n, values / values[-1], share)
+    out["n95"] = float(_first_crossing(n, values / values[-1], share)[0])
     rng = np.random.default_rng(seed)
     se = np.array([e.se if e.ok else 0.0 for e in ests.values()])
     df = np.array([e.df if e.ok else 1.0 for e in ests.values()])
     draws = values + se * rng.standard_t(df, size=(plan.n_sim, len(cells)))
     draws = draws[draws[:, -1] > 0]
-    sims = np.array([_first_crossing(n, d / d[-1], share) for d in draws])
+    sims = _first_crossing(n, draws / draws[:, -1:], share)
+    sims = sims[np.isfinite(sims)]
     q = (1 - plan.level) / 2
     out["n95_lo"], out["n95_hi"] = np.quantile(sims, [q, 1 - q]) if sims.size else (math.nan, math.nan)
     out["saving"], out["saving_lo"], out["saving_hi"] = (1 - out["n95"] / n[-1], 1 - out["n95_hi"] / n[-1],

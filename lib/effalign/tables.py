@@ -232,33 +232,43 @@ def _untrained_per_run(rows: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def cell_runs(frame: pd.DataFrame, cell: Cell, metric: str) -> pd.DataFrame:
-    """The runs of one cell with a finite ``metric``, one per seed (the first stored)."""
+    """The runs of one cell with a finite ``metric``, one per seed (the first stored), by seed."""
     if frame is None or frame.empty or metric not in frame:
         return pd.DataFrame(columns=["seed", "key", metric])
     label, fraction = cell
-    rows = frame[(frame["label"] == label) & np.isclose(frame["fraction"].astype(float), fraction, rtol=0, atol=1e-6)]
-    rows = rows[np.isfinite(rows[metric].astype(float))]
-    return rows.drop_duplicates("seed").sort_values("seed")
+    y = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
+    mask = (frame["label"].to_numpy() == label) & np.isfinite(y) & \
+        (np.abs(frame["fraction"].to_numpy(dtype=float) - fraction) <= 1e-6)
+    rows = frame.iloc[np.flatnonzero(mask)]
+    seeds = rows["seed"].to_numpy()
+    if len(np.unique(seeds)) < len(seeds):
+        rows = rows.drop_duplicates("seed")
+    return rows if np.all(np.diff(rows["seed"].to_numpy()) > 0) else rows.sort_values("seed")
 
 
-def _item_cells(keys_a: Sequence[str], keys_b: Sequence[str] | None, items: pd.DataFrame) -> list | None:
-    """Per seed (cluster, a − b) over the items both runs evaluated; None if any run lacks items."""
-    by_key = {k: g for k, g in items.groupby("key")} if items is not None and len(items) else {}
-    cells = []
-    for i, ka in enumerate(keys_a):
-        a = by_key.get(ka)
-        b = by_key.get(keys_b[i]) if keys_b is not None else None
-        if a is None or (keys_b is not None and b is None):
-            return None
-        if b is None:
-            cells.append((a["cluster"].to_numpy(), (a["value"] - a["untrained"]).to_numpy(dtype=float)))
-            continue
-        m = a.merge(b[["id", "value"]], on="id", suffixes=("", "_b"))
-        cells.append((m["cluster"].to_numpy(), (m["value"] - m["value_b"]).to_numpy(dtype=float)))
-    if not cells:
+def _item_cells(keys_a: Sequence[str], keys_b: Sequence[str] | None, items: pd.DataFrame | None
+                ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Per seed ``(cluster, a - b)`` over the items every run involved evaluated (``b`` None: minus the
+    untrained policy's value of each item); None when a run lacks per-item outcomes."""
+    keys = [*keys_a, *(keys_b or [])]
+    if items is None or items.empty or not keys:
         return None
-    common = set.intersection(*(set(map(str, c)) for c, _ in cells))  # the same clusters in every seed
-    return [(c[np.isin(c.astype(str), list(common))], d[np.isin(c.astype(str), list(common))]) for c, d in cells]
+    sub = items[items["key"].isin(keys)]
+    if set(sub["key"]) != set(keys):
+        return None
+    item, ids = pd.factorize(sub["id"])
+    run = pd.Index(keys).get_indexer(sub["key"])
+    value = np.full((len(keys), len(ids)), np.nan)
+    base = np.full((len(keys), len(ids)), np.nan)
+    value[run, item] = sub["value"].to_numpy(dtype=float)
+    base[run, item] = sub["untrained"].to_numpy(dtype=float)
+    clusters = np.empty(len(ids), dtype=object)
+    clusters[item] = sub["cluster"].to_numpy()
+    every = ~np.isnan(value).any(axis=0)  # the items every run evaluated
+    if not every.any():
+        return None
+    n = len(keys_a)
+    return [(clusters[every], (value[i] - (base[i] if keys_b is None else value[n + i]))[every]) for i in range(n)]
 
 
 NO_ITEMS = "no per-item outcomes are stored, so the interval leaves out the sampling noise of the evaluation items"

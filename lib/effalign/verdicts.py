@@ -198,7 +198,8 @@ class Verdict:
         head = f"{self.claim.capitalize()} (rule {r.id}: {self.contrast}): **{self.verdict}**" + \
             (f" ({self.detail})" if self.detail else "")
         if e is None or not np.isfinite(e.value):
-            return f"{head}; {self.reason or 'no runs'}."
+            why = [n for n in (self.reason, *self.caveats) if n] or ["no runs"]
+            return f"{head}; " + "; ".join(why) + "."
         lo, hi = e.interval(p.level)
         parts = [f"estimate {fmt(e.value, 'signed')}"]
         if e.ok:
