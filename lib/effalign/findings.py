@@ -37,8 +37,8 @@ from .verdicts import (DEFAULT_ARM, RULES, AnalysisPlan, Rule, Verdict, plateau_
 
 __all__ = [
     "AnalysisPlan", "RULES", "Rule", "ScalingOutcome", "TrackFindings", "TrackRuns", "Verdict", "claim_statements",
-    "cost_statements", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding", "plateau_verdict",
-    "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_statements",
+    "cost_statements", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding",
+    "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_statements",
     "subset_verdict", "track_findings",
 ]
 
@@ -252,12 +252,13 @@ def _plateau_arm(plan: AnalysisPlan, arms: Sequence[str]) -> str:
     return DEFAULT_ARM if DEFAULT_ARM in arms or not arms else arms[0]
 
 
-def plateau_finding(frame: pd.DataFrame | None, arm: str, track: str, plan: AnalysisPlan, *, equal_compute: bool = False,
-                    items: pd.DataFrame | None = None) -> Verdict:
+def plateau_finding(frame: pd.DataFrame | None, arm: str, track: str, plan: AnalysisPlan, *,
+                    equal_compute: bool = False, items: pd.DataFrame | None = None) -> Verdict:
     """Rule P on one scaling arm's runs: ``y(N) - y(N/2)`` paired by seed (per item when stored)."""
     metric, delta = plan.metric(track), plan.delta(track)
-    caveats = [] if equal_compute else ["the arm trains a fixed number of epochs, so the whole pool also gets more optimiser "
-                                "steps than half of it: this contrast mixes data with compute"]
+    caveats = [] if equal_compute else [
+        "the arm trains a fixed number of epochs, so the whole pool also gets more optimiser steps than half of it: "
+        "this contrast mixes data with compute"]
     empty = Estimate(math.nan, math.nan, math.nan, 0, "paired by seed")
     if frame is None or len(frame) == 0:
         return plateau_verdict(empty, delta, plan, arm=arm, caveats=[f"no runs of the {arm} arm are stored"])

@@ -27,8 +27,9 @@ import yaml
 from .book import load_profile
 
 __all__ = [
-    "DEFAULT_ARM", "ablation_grid", "ablation_samplers", "arm_of", "equal_compute_arms", "export_grids", "full_grid", "full_vs_subset_grids",
-    "gpu_dpo_grids", "make_grid", "notebook_grids", "sampler_grid", "scaling_grid", "scaling_grids", "track_grids",
+    "DEFAULT_ARM", "ablation_grid", "ablation_samplers", "arm_of", "equal_compute_arms", "export_grids", "full_grid",
+    "full_vs_subset_grids", "gpu_dpo_grids", "make_grid", "notebook_grids", "sampler_grid", "scaling_grid",
+    "scaling_grids", "track_grids",
 ]
 
 #: The name of the scaling arm of a profile without ``scaling_arms``: its own training settings.

@@ -210,7 +210,8 @@ def _errorbar_groups(ax: Any, frame: Any, x: str, hue: str, *, dodge: float = 0.
 
 def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseline: float | None = None,
                             title: str | None = None) -> Any:
-    """Mean metric (interval over seeds) of each sampler at each budget (`effalign.tables.summarize`); ``baseline`` draws the untrained policy's value."""
+    """Mean metric (interval over seeds) of each sampler at each budget (`effalign.tables.summarize`);
+    ``baseline`` draws the untrained policy's value."""
     ax = _axes(ax)
     if summary is None or len(summary) == 0:
         _empty(ax, "runs")

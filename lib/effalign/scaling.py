@@ -265,7 +265,8 @@ def _percentile(vals: np.ndarray, level: float) -> tuple[float, float]:
     return float(np.quantile(vals, q)), float(np.quantile(vals, 1.0 - q))
 
 
-def _validate(n: Any, y: Any, sigma: Any, groups: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def _validate(n: Any, y: Any, sigma: Any, groups: Any
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     try:
         n_arr, y_arr = np.asarray(n, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
     except (TypeError, ValueError) as exc:

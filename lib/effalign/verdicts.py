@@ -73,8 +73,10 @@ class AnalysisPlan:
 
     def validate(self, tracks: Mapping[str, Any] | None = None) -> None:
         checks = [(0 < self.primary_budget < 1, "primary_budget must lie in (0, 1)"),
-                  (0 < self.alpha < 0.5, "alpha must lie in (0, 0.5)"), (0 < self.power < 1, "power must lie in (0, 1)"),
-                  (0 < self.level < 1, "level must lie in (0, 1)"), (self.multiplicity == "holm", "multiplicity must be 'holm'"),
+                  (0 < self.alpha < 0.5, "alpha must lie in (0, 0.5)"),
+                  (0 < self.power < 1, "power must lie in (0, 1)"),
+                  (0 < self.level < 1, "level must lie in (0, 1)"),
+                  (self.multiplicity == "holm", "multiplicity must be 'holm'"),
                   (self.n_sim >= 100, "n_sim must be at least 100")]
         for track in tracks or {}:
             checks += [(self.margin(track) > 0, f"equivalence_margin for {track} must be positive"),
