@@ -284,3 +284,19 @@ def test_plateau_needs_half_the_pool_and_says_so():
     assert v.verdict == "not resolved" and "half the pool" in v.sentence()
     empty = findings.plateau_finding(pd.DataFrame(), "equal_steps", "t", PLAN)
     assert "no runs of the equal_steps arm" in empty.sentence()
+
+
+def test_ranks_only_from_a_bootstrap_over_ten_seeds():
+    """Rule R: 'rank 1 of 7' from three seeds has probability 1/7 under the null; ranks need a
+    bootstrap over at least ten seeds, and then come as probabilities."""
+    rng = np.random.default_rng(8)
+    cells = {("isa", 0.1): 0.40 + rng.normal(0, 0.01, 10), ("random", 0.1): 0.30 + rng.normal(0, 0.01, 10),
+             ("kcenter", 0.1): 0.31 + rng.normal(0, 0.01, 10)}
+    plan = AnalysisPlan(primary_metric={"t": "pref_accuracy"})
+    f = findings.track_findings("t", plan, findings.TrackRuns(scaling={}, samplers=runs_of(cells)), n_boot=0)
+    assert f.ranks is not None and f.ranks["label"].iloc[0] == "isa"
+    assert f.ranks["P(rank 1)"].iloc[0] > 0.99 and f.ranks["P(rank 1)"].sum() == pytest.approx(1.0)
+    few = findings.TrackRuns(scaling={}, samplers=runs_of({c: v[:3] for c, v in cells.items()}))
+    g = findings.track_findings("t", plan, few, n_boot=0)
+    assert g.ranks is None and "3 stored" in g.ranks_note
+    assert g.plateau["default"].verdict == "not resolved"  # no scaling runs: said, not raised
