@@ -29,7 +29,7 @@ from .inference import (Estimate, cluster_bootstrap_ci, holm, min_seeds_to_rejec
                         paired_over_seeds, welch, wilcoxon_p)
 
 __all__ = [
-    "ITEM_FIELDS", "METRIC_BASELINES", "METRIC_RANGES", "Cell", "compute_table", "concat", "contrast", "cost_table",
+    "ITEM_FIELDS", "METRIC_BASELINES", "METRIC_RANGES", "Cell", "cell_runs", "compute_table", "concat", "contrast", "cost_table",
     "device_label", "fmt", "format_frame", "items_frame", "loss_curves", "metric_baseline", "metric_table",
     "paired_differences", "runs_frame", "sampler_label", "summarize",
 ]
