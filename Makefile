@@ -32,7 +32,7 @@ book: $(STAMP)
 # Train every grid cell of a profile that the run store lacks (hours on a CPU for `default`;
 # resumable: stored runs are never recomputed). `make book` afterwards renders them.
 experiments: $(STAMP)
-	$(PY) -c "from effalign.book import export_grids; export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)')"
+	$(PY) -c "from effalign.grids import export_grids; export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)')"
 	$(PY) -m effalign run $$(for g in _build/grids/$(PROFILE)/*.yaml; do printf -- '--grid %s ' $$g; done) --store $(EXPERIMENTS)
 
 bench: $(STAMP)

@@ -3,9 +3,12 @@
 - ``<!-- BEGIN perf -->`` … ``<!-- END perf -->``: tables from ``benchmarks/results/*.json``;
 - ``<!-- BEGIN runs -->`` … ``<!-- END runs -->``: the reference runs from ``results/*.jsonl``;
 - ``<!-- BEGIN headline -->`` … ``<!-- END headline -->``: the default profile's grids (the
-  findings chapter's headline table and the paper's claims, from the same library functions).
+  findings chapter's claims table and verdicts, from the same functions: effalign.notebook.profile_runs,
+  effalign.findings.track_findings / headline_frame / means_frame / claim_statements);
+- in ``book/methods.md``, ``<!-- BEGIN rules -->`` … ``<!-- END rules -->``: the verdict rules
+  (effalign.verdicts.rules_markdown) with the default profile's values.
 
-Usage: python benchmarks/report.py [--check]   (--check: exit 1 if the README is out of date)
+Usage: python benchmarks/report.py [--check]   (--check: exit 1 if a generated section is out of date)
 """
 
 from __future__ import annotations
@@ -117,49 +120,61 @@ def testbed_section() -> str:
     return "\n".join(lines) + "\n"
 
 
-def headline_section(profile: str = "default") -> str:
-    import math
-
-    from effalign import report
-    from effalign.book import load_profile
-
-    prof = load_profile(profile, ROOT)
-    tracks = prof["common"]["tracks"]
-    frames = report.profile_frames(prof, ROOT / "results")
-    findings = {name: report.track_findings(sc, sa, tracks[name]["metric"], n_boot=200) for name, (sc, sa) in frames.items()}
-    if not any(len(fr) for pair in frames.values() for fr in pair):
-        return f"_No runs of the `{profile}` profile are stored yet: `make experiments`._\n"
-
-    def num(x: float, fmt: str = "{:.3f}") -> str:
-        return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
-
-    seconds = {k: s for pair in frames.values() for fr in pair if len(fr) for k, s in zip(fr["key"], fr["seconds"])}
-    run_s = sum(seconds.values())  # each run once: the scaling and sampler grids share random subsets
-    lines = [f"From the {len(seconds)} stored runs of the `{profile}` profile ({run_s / 3600:.1f} hours of run time "
-             "in all, selection, training and evaluation; means over seeds; interval: 95% paired t interval of "
-             "ISA − random over seeds).", "",
-             "| track (metric) | budget | pairs | untrained | full pool | random | ISA | ISA − random (interval) | p | "
-             "ISA rank | best selector | ISA share of full-data gain |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    table = report.headline_frame(findings)
-    for _, r in table.iterrows():
-        lines.append(
-            f"| {r['track']} ({r['metric']}) | {r['budget']:.0%} | {r['pairs']:.0f} | {num(r['untrained'])} | "
-            f"{num(r['full data'])} | {num(r['random'])} | {num(r['isa'])} | "
-            f"{num(r['isa − random'], '{:+.3f}')} ({num(r['interval lo'], '{:+.3f}')} to {num(r['interval hi'], '{:+.3f}')}) | "
-            f"{num(r['paired t p'])} | {r['isa rank'] or '–'} of {r['selectors']} | {r['best selector']} | "
-            f"{num(r['isa share of full gain'], '{:.0%}')} |")
-    lines.append("")
-    for name, f in findings.items():
-        lines.append(f"**{name}**: " + " ".join(report.claim_statements(f)))
-        lines.append("")
+def _markdown(frame) -> str:
+    """A Markdown table of a frame already formatted for readers (effalign.tables.format_frame)."""
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
-def replace_section(text: str, name: str, body: str) -> str:
+def _plan(profile: str):
+    from effalign.book import load_profile
+    from effalign.findings import AnalysisPlan
+
+    prof = load_profile(profile, ROOT)
+    return prof, AnalysisPlan.from_profile(prof["common"].get("analysis"), prof["common"]["tracks"])
+
+
+def headline_section(profile: str = "default") -> str:
+    from effalign import findings, grids, notebook, tables
+
+    prof, plan = _plan(profile)
+    runs = notebook.profile_runs(prof, ROOT / "results", root=ROOT)
+    every = {k: s for r in runs.values() for k, s in zip(r.all().get("key", []), r.all().get("seconds", []))}
+    if not every:
+        return f"_No runs of the `{profile}` profile are stored yet: `make experiments`._\n"
+    equal = grids.equal_compute_arms(prof["common"].get("scaling_arms"))
+    result = {name: findings.track_findings(name, plan, r, n_boot=200, equal_compute=equal) for name, r in runs.items()}
+    claims = findings.headline_frame(result).rename(columns={"estimate": "contrast estimate", "lo": "95% lo",
+                                                             "hi": "95% hi", "mde": "MDE"})
+    claims = tables.format_frame(claims.drop(columns=["smallest margin shown"]), {"contrast estimate": "signed",
+                                 "95% lo": "signed", "95% hi": "signed", "seeds": "int"})
+    lines = [f"From the {len(every)} stored runs of the `{profile}` profile ({sum(every.values()) / 3600:.1f} hours of "
+             "run time in all: selection, training and evaluation). Each claim is judged by the rule the profile fixed "
+             "before the grids ran (`book/methods.md`): the contrast with its 95% t interval over seeds (per item and "
+             "prompt when the records hold per-item outcomes), p (two one-sided tests against the margin for rules P "
+             f"and E, the paired t-test for rule S), the margin, the minimum detectable effect (MDE) at {plan.power:.0%} "
+             "power, the seeds and the verdict.", "", _markdown(claims), "",
+             "Means over seeds:", "", _markdown(tables.format_frame(findings.means_frame(result))), ""]
+    for name, f in result.items():
+        fits = [o.verdict() for o in f.scaling.values()]
+        gains = [s["sentence"] for s in f.saturation.values()]
+        lines += [f"**{name}**: " + " ".join(findings.claim_statements(f) + fits + gains), ""]
+    return "\n".join(lines)
+
+
+def rules_section(profile: str = "default") -> str:
+    from effalign.findings import rules_markdown
+
+    prof, plan = _plan(profile)
+    return rules_markdown(plan, list(prof["common"]["tracks"]))
+
+
+def replace_section(text: str, name: str, body: str, file: str = "README.md") -> str:
     pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README.md has no '<!-- BEGIN {name} -->' … '<!-- END {name} -->' section")
+        raise SystemExit(f"{file} has no '<!-- BEGIN {name} -->' … '<!-- END {name} -->' section")
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
 
 
@@ -167,18 +182,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = replace_section(replace_section(old, "perf", perf_section()), "runs", runs_section())
-    new = replace_section(new, "testbed", testbed_section())
-    new = replace_section(new, "headline", headline_section())
+    readme, methods = ROOT / "README.md", ROOT / "book" / "methods.md"
+    old = {readme: readme.read_text(), methods: methods.read_text()}
+    new_readme = replace_section(replace_section(old[readme], "perf", perf_section()), "runs", runs_section())
+    new_readme = replace_section(new_readme, "testbed", testbed_section())
+    new = {readme: replace_section(new_readme, "headline", headline_section()),
+           methods: replace_section(old[methods], "rules", rules_section(), "book/methods.md")}
+    stale = [path.relative_to(ROOT).as_posix() for path in new if new[path] != old[path]]
     if args.check:
-        if new != old:
-            print("README.md generated sections are out of date: run python benchmarks/report.py")
+        if stale:
+            print(f"generated sections are out of date in {', '.join(stale)}: run python benchmarks/report.py")
             return 1
         return 0
-    readme.write_text(new)
-    print("README.md sections updated")
+    for path, text in new.items():
+        path.write_text(text)
+    print("generated sections updated" + (f" ({', '.join(stale)})" if stale else " (no change)"))
     return 0
 
 

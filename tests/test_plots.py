@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from effalign import plots, report  # noqa: E402
+from effalign import findings, plots  # noqa: E402
 
 
 def axes_of(obj):
@@ -128,19 +128,30 @@ def scaling_runs(fn, seeds=3):
 
 def test_plot_scaling_outcome_with_and_without_fit():
     frame = scaling_runs(lambda n: 0.8 - 0.3 * np.exp(-n / 150))
-    ok = report.scaling_analysis(frame, "pref_accuracy", n_boot=20)
+    ok = findings.scaling_outcome(frame, "pref_accuracy", n_boot=20)
     ax = plots.plot_scaling_outcome(ok, frame, title="fit")
     assert ax.get_title() == "fit" and "training pairs" in ax.get_xlabel()
     assert "," in "".join(t.get_text() for t in ax.get_xticklabels()) or ax.get_xticklabels()
     assert_labelled(ax)
     flat = scaling_runs(lambda n: 0.5, seeds=1).assign(pref_accuracy=0.5)
-    none = report.scaling_analysis(flat, "pref_accuracy", n_boot=5)
+    none = findings.scaling_outcome(flat, "pref_accuracy", n_boot=5)
     ax = plots.plot_scaling_outcome(none, flat)
     assert "no fit" in ax.get_title()
     assert_labelled(ax)
     fig = plots.plot_metrics_vs_n(frame, ["pref_accuracy", "pref_margin"])
     assert len(fig.axes) == 2
     assert_labelled(fig)
+
+
+def test_plot_claims_with_and_without_rows():
+    headline = pd.DataFrame({"track": ["hh", "hh", "testbed"], "metric": ["pref_accuracy"] * 2 + ["gen_reward"],
+                             "claim": ["plateau", "sampler", "plateau"], "rule": ["P", "S", "P"],
+                             "estimate": [0.01, -0.02, 0.1], "lo": [-0.01, -0.05, np.nan], "hi": [0.03, 0.01, np.nan],
+                             "margin": [0.02, np.nan, 0.03], "verdict": ["not resolved"] * 3})
+    fig = plots.plot_claims(headline)
+    assert len(fig.axes) == 2 and "preference accuracy" in fig.axes[0].get_xlabel()
+    assert_labelled(fig)
+    assert_labelled(plots.plot_claims(headline.iloc[:0]))
 
 
 def test_metric_labels_have_units():

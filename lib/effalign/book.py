@@ -19,8 +19,8 @@ point ``store`` at a throwaway directory). In the executed copies the original p
 is tagged ``remove-cell``; the cell papermill injects, with the values actually used, stays,
 folded, with one readable assignment per parameter.
 :func:`stage_book` copies the book's sources next to a set of executed notebooks so that a
-throwaway copy can be rendered (tests). :func:`notebook_grids` / :func:`export_grids` give the
-grids a profile's notebooks run, as grid files for ``python -m effalign run`` (several GPUs).
+throwaway copy can be rendered (tests). The grids a profile's notebooks run are built by
+:mod:`effalign.grids` (``notebook_grids``, ``export_grids``).
 """
 
 from __future__ import annotations
@@ -203,43 +203,6 @@ def render(root: Path | None = None) -> Path:
     if not (html / "index.html").exists():
         raise RuntimeError(f"Jupyter Book ran but {html / 'index.html'} is missing")
     return html
-
-
-def notebook_grids(profile: str | dict[str, Any], device: str = "cuda", root: Path | None = None) -> dict[str, dict[str, Any]]:
-    """The grids the notebooks of a profile run, by name (``<track>_scaling``, ``<track>_samplers``,
-    ``<track>_ablation``, ``gpu_dpo_full``, ``gpu_dpo_subset``), built by the same functions as in
-    the notebooks, so their run keys match. ``device`` picks the ``gpu_dpo`` size (``"cuda"`` or
-    ``"cpu"``)."""
-    from .report import ablation_grid, gpu_dpo_grids, sampler_grid, scaling_grid
-
-    prof = load_profile(profile, root) if isinstance(profile, str) else profile
-    c = prof["common"]
-    common = dict(model=c["model"], train=c["train"])
-    grids = {}
-    for name, track in c["tracks"].items():
-        grids[f"{name}_scaling"] = scaling_grid(name, track, seeds=c["scaling_seeds"], fractions=c["scaling_fractions"],
-                                                **common)
-        grids[f"{name}_samplers"] = sampler_grid(name, track, seeds=c["seeds"], samplers=c["samplers"],
-                                                 budgets=c["budgets"], **common)
-        grids[f"{name}_ablation"] = ablation_grid(name, track, seeds=c["seeds"], variants=c["ablation"],
-                                                  budget=c["ablation_budget"], **common)
-    full, subset = gpu_dpo_grids(c["gpu_dpo"], c["tracks"], train=c["train"], device=device)
-    grids.update(gpu_dpo_full=full, gpu_dpo_subset=subset)
-    return grids
-
-
-def export_grids(profile: str, out_dir: str | Path, device: str = "cuda") -> list[Path]:
-    """Write the notebooks' grids of a profile as grid files ``<name>.yaml`` (names as in
-    :func:`notebook_grids`) for ``python -m effalign run --grid``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for name, grid in notebook_grids(profile, device).items():
-        path = out / f"{name}.yaml"
-        path.write_text(f"# grid {name!r} of profile {profile!r} as its notebooks run it (effalign.book.export_grids)\n"
-                        + yaml.safe_dump(grid, sort_keys=False))
-        written.append(path)
-    return written
 
 
 def build_book(profile: str = "default", execute: bool = True) -> Path:

@@ -2,7 +2,9 @@
 
 :func:`run_experiment` runs one spec; :func:`run_specs` runs many through the run store (a
 stored run is never recomputed); :func:`expand_grid` turns a grid mapping (YAML) into specs.
-The notebooks and ``python -m effalign run --grid grid.yaml`` use the same functions.
+The notebooks and ``python -m effalign run --grid grid.yaml`` use the same functions; the notebooks
+obtain a grid's records with :func:`collect` (the only analysis-side entry that may start training),
+or read them with :func:`stored_records`; :func:`availability` counts what is stored.
 
 A spec's ``data`` mapping names the data:
 
@@ -25,12 +27,14 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .data import PreferenceData, load_preferences, split_by_prompt
@@ -268,3 +272,66 @@ def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True,
               if r["key"] != key and RunSpec.from_dict(r["spec"]).replace(seed=spec.seed).key == spec.key]
     return {"key": key, "spec": spec.to_dict(), "stored": record["metrics"], "new": new, "other_seeds": others,
             "threads": torch.get_num_threads()}
+
+
+# --------------------------------------------------------------------------- records of a grid (notebooks)
+
+
+def _as_store(store: ResultStore | str | Path) -> ResultStore:
+    return store if isinstance(store, ResultStore) else ResultStore(store)
+
+
+def stored_records(specs: Iterable[RunSpec], store: ResultStore | str | Path) -> list[dict[str, Any]]:
+    """The stored records of ``specs`` in grid order (specs without a record left out, duplicates once)."""
+    store = _as_store(store)
+    specs = list(specs)
+    by_key: dict[str, dict[str, Any]] = {}
+    for exp in {s.experiment for s in specs}:
+        for rec in store.records(exp):
+            by_key.setdefault(rec["key"], rec)
+    seen, out = set(), []
+    for s in specs:
+        if s.key in by_key and s.key not in seen:
+            seen.add(s.key)
+            out.append(by_key[s.key])
+    return out
+
+
+def missing_specs(specs: Iterable[RunSpec], store: ResultStore | str | Path) -> list[RunSpec]:
+    """Specs of the grid that have no stored record yet (duplicates once)."""
+    specs = list(specs)
+    have = {r["key"] for r in stored_records(specs, store)}
+    out, seen = [], set()
+    for s in specs:
+        if s.key not in have and s.key not in seen:
+            seen.add(s.key)
+            out.append(s)
+    return out
+
+
+def collect(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, run: bool = True,
+            progress: bool = False) -> list[dict[str, Any]]:
+    """Records of ``specs``: trains the missing ones first (``run=True``), else only reads the store.
+    Stored runs are never recomputed; with ``progress=True`` there is a bar for the grid and one per run."""
+    specs = list(specs)
+    if run and missing_specs(specs, store):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|peft|accelerate|torch)\b.*")
+            run_specs(specs, _as_store(store), progress=progress)
+    return stored_records(specs, store)
+
+
+def availability(specs: Mapping[str, Sequence[RunSpec]], store: ResultStore | str | Path) -> pd.DataFrame:
+    """Per grid: runs in the grid and runs stored; a last row ``all (distinct runs)`` counts each run
+    once (grids share runs, e.g. a random subset in both the scaling and the sampler grid)."""
+    rows, every = [], {}
+    for name, sp in specs.items():
+        sp = list(sp)
+        every.update((s.key, s) for s in sp)
+        rows.append({"grid": name, "runs": len({s.key for s in sp}), "stored": len(stored_records(sp, store))})
+    if not rows:
+        return pd.DataFrame(columns=["runs", "stored"])
+    rows.append({"grid": "all (distinct runs)", "runs": len(every), "stored": len(stored_records(every.values(), store))})
+    return pd.DataFrame(rows).set_index("grid")

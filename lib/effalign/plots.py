@@ -2,10 +2,12 @@
 
 Every function returns its Axes (or Figure, for multi-panel plots) with a title and axes labelled
 with units; with empty input it still draws the frame with a "no ... yet" note, so a notebook
-never fails on a missing result. Inputs are the tidy frames of :mod:`effalign.report`.
+never fails on a missing result. Inputs are the tidy frames of :mod:`effalign.tables` and the
+outcomes of :mod:`effalign.findings`.
 
-- :func:`plot_scaling` / :func:`plot_scaling_outcome`: a scaling fit (or, without one, the
-  measured points, :func:`plot_metric_vs_n`); :func:`plot_metrics_vs_n`: small multiples;
+- :func:`plot_scaling` / :func:`plot_scaling_outcome`: the descriptive scaling fits on the per-size
+  means (or, without one, the measured points, :func:`plot_metric_vs_n`); :func:`plot_metrics_vs_n`:
+  small multiples; :func:`plot_claims`: each claim's contrast against its margin;
 - :func:`plot_lengths`, :func:`plot_embedding_2d`, :func:`plot_isa_scores`: the data and ISA;
 - :func:`plot_sampler_comparison`, :func:`plot_paired_differences`, :func:`plot_ablation`:
   samplers at fixed budgets;
@@ -33,20 +35,14 @@ def plot_scaling(
     n_grid: int = 200,
     extend_to_full: bool = True,
     show_n_at: float | None = 0.95,
-    show_seeds: bool = True,
     title: str | None = None,
     palette: str | Sequence[Any] = "colorblind",
 ) -> Any:
-    """Draw a `effalign.scaling.ScalingReport`: points, fitted curves and bands.
-
-    Points are the mean +- standard error over replicates at each ``n`` (raw
-    per-seed points faintly behind when ``show_seeds``); each successful form
-    is drawn as its fitted curve with the pointwise bootstrap band (when the
-    report has bootstrap samples), labelled with its Akaike weight; the
-    favoured form is drawn solid, the others dashed. ``show_n_at`` marks
-    ``n_at(fraction)`` of the favoured form when it has a plateau. The x axis
-    is logarithmic. Returns the Axes.
-    """
+    """Draw a `effalign.scaling.ScalingReport`: the fitted points with their standard errors, and each
+    fitted form with its bootstrap band and Akaike weight: the favoured identified form solid, other
+    identified forms dashed, forms with a parameter on a bound dotted and marked "not identified".
+    ``show_n_at`` marks ``n_at(fraction)`` of the favoured form (gain over the untrained policy).
+    The x axis is logarithmic. Returns the Axes."""
     import matplotlib.pyplot as plt
     import numpy as np
     import seaborn as sns
@@ -54,55 +50,37 @@ def plot_scaling(
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 4.2))
     n, y = np.asarray(report.n, float), np.asarray(report.y, float)
-    names = [k for k in (forms or report.fits) if report.fits[k].success]
     colors = sns.color_palette(palette, n_colors=max(len(report.fits), 1) + 1)
     color_of = {k: colors[i + 1] for i, k in enumerate(report.fits)}
-
-    hi_n = max(float(n.max()), float(report.n_full)) if extend_to_full else float(n.max())
-    grid = np.geomspace(float(n.min()), hi_n, n_grid)
-    for k in names:
-        fit = report.fits[k]
-        best = k == report.best
-        band = report.curve_band(grid, k)
+    grid = np.geomspace(float(n.min()), max(float(n.max()), float(report.n_full)) if extend_to_full else float(n.max()),
+                        n_grid)
+    for k in [k for k in (forms or report.fits) if report.fits[k].success]:
+        fit, best = report.fits[k], k == report.best
+        band = report.curve_band(grid, k) if fit.identified else None
         if band is not None:
-            ax.fill_between(grid, band[0], band[1], color=color_of[k], alpha=0.18, lw=0)
-        ax.plot(
-            grid,
-            report.predict(grid, k),
-            color=color_of[k],
-            lw=2.2 if best else 1.5,
-            ls="-" if best else "--",
-            label=f"{k} (w={fit.akaike_weight:.2f})" + (" *" if best else ""),
-        )
-
-    if show_seeds and report.groups is not None:
-        sns.scatterplot(x=n, y=y, ax=ax, color="0.5", alpha=0.35, s=14, legend=False, zorder=2)
+            ax.fill_between(grid, band[0], band[1], color=color_of[k], alpha=0.15, lw=0)
+        ax.plot(grid, report.predict(grid, k), color=color_of[k], lw=2.2 if best else 1.3,
+                ls="-" if best else ("--" if fit.identified else ":"),
+                label=f"{k} (w={fit.akaike_weight:.2f})" + (" *" if best else "" if fit.identified else ", not identified"))
     ux = np.unique(n)
     means = np.array([y[n == v].mean() for v in ux])
-    counts = np.array([(n == v).sum() for v in ux])
-    ses = np.array(
-        [y[n == v].std(ddof=1) / np.sqrt(c) if c > 1 else 0.0 for v, c in zip(ux, counts)]
-    )
-    if report.sigma is not None and counts.max() == 1:
-        ses = np.array([float(report.sigma[n == v][0]) for v in ux])
-    ax.errorbar(
-        ux, means, yerr=ses, fmt="o", color=colors[0], ms=5, capsize=3, zorder=3,
-        label="mean ± s.e." if counts.max() > 1 or report.sigma is not None else "data",
-    )
-
-    if show_n_at is not None:
+    if report.sigma is not None:
+        ses = np.array([float(np.mean(report.sigma[n == v])) for v in ux])
+    else:
+        ses = np.array([y[n == v].std(ddof=1) / np.sqrt((n == v).sum()) if (n == v).sum() > 1 else 0.0 for v in ux])
+    ax.errorbar(ux, means, yerr=ses, fmt="o", color=colors[0], ms=5, capsize=3, zorder=3, label="mean ± s.e.")
+    if show_n_at is not None and report.best is not None:
         try:
             n_star = report.n_at(show_n_at)
-        except ValueError:  # ScalingError: no plateau for the favoured form
+        except ValueError:  # ScalingError: no untrained value or no crossing
             n_star = None
-        if n_star is not None and np.isfinite(n_star) and n_star <= grid[-1] * 10:
+        if n_star is not None and np.isfinite(n_star) and n_star <= grid[-1]:
             ax.axvline(n_star, color=color_of[report.best], lw=1, ls=":",
                        label=f"n{round(show_n_at * 100)} = {n_star:,.0f}")
-
     ax.set_xscale("log")
     ax.set_xlabel("training pairs (n)")
     ax.set_ylabel(metric)
-    ax.set_title(title if title is not None else f"{metric} vs training pairs (favoured: {report.best})")
+    ax.set_title(title if title is not None else f"{metric} vs training pairs (favoured: {report.best or 'none identified'})")
     ax.legend(fontsize="small", frameon=False)
     return ax
 
@@ -148,7 +126,7 @@ def _legend_outside(ax: Any, title: str | None = None) -> None:
 
 def plot_lengths(frame: Any, ax: Any = None, *, unit: str = "chars", title: str | None = None) -> Any:
     """Box plots of prompt / chosen / rejected lengths per track (tidy frame of
-    `effalign.report.length_frame`), log-scaled. Returns the Axes."""
+    `effalign.notebook.length_frame`), log-scaled. Returns the Axes."""
     import seaborn as sns
 
     ax = _axes(ax, (6.4, 3.6))
@@ -232,8 +210,8 @@ def _errorbar_groups(ax: Any, frame: Any, x: str, hue: str, *, dodge: float = 0.
 
 def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseline: float | None = None,
                             title: str | None = None) -> Any:
-    """Mean metric (interval over seeds) of each sampler at each budget (`effalign.report.summarize`
-    with ``by=("label", "budget")``); ``baseline`` draws the untrained policy's value."""
+    """Mean metric (interval over seeds) of each sampler at each budget (`effalign.tables.summarize`);
+    ``baseline`` draws the untrained policy's value."""
     ax = _axes(ax)
     if summary is None or len(summary) == 0:
         _empty(ax, "runs")
@@ -272,7 +250,7 @@ def _intervals_by_row(ax: Any, mean: Any, lo: Any, hi: Any, labels: Sequence[str
 def plot_paired_differences(paired: Any, metric: str, ax: Any = None, *, baseline: str = "random",
                             title: str | None = None) -> Any:
     """Forest plot: each sampler minus ``baseline`` on the same seeds, mean with t interval, per budget
-    (`effalign.report.paired_differences`)."""
+    (`effalign.tables.paired_differences`)."""
     ax = _axes(ax, (6.4, max(2.6, 0.32 * (0 if paired is None else len(paired)) + 1.4)))
     if paired is None or len(paired) == 0:
         _empty(ax, "paired runs")
@@ -306,7 +284,7 @@ def plot_ablation(summary: Any, metric: str, ax: Any = None, *, reference: str |
 
 
 def plot_loss_curves(curves: Any, ax: Any = None, *, x: str = "step", title: str | None = None) -> Any:
-    """Per-step DPO training loss of each run (`effalign.report.loss_curves`)."""
+    """Per-step DPO training loss of each run (`effalign.tables.loss_curves`)."""
     import seaborn as sns
 
     ax = _axes(ax)
@@ -325,7 +303,7 @@ def plot_loss_curves(curves: Any, ax: Any = None, *, x: str = "step", title: str
 
 def plot_cost(cost: Any, *, title: str | None = None) -> Any:
     """Three panels per run: device-hours, peak memory (GiB) and throughput (tokens/s), from
-    `effalign.report.cost_table`. Returns the Figure."""
+    `effalign.tables.cost_table`. Returns the Figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -398,10 +376,14 @@ def plot_metric_vs_n(frame: Any, metric: str, ax: Any = None, *, title: str | No
 
 
 def plot_scaling_outcome(outcome: Any, frame: Any = None, ax: Any = None, *, title: str | None = None) -> Any:
-    """`plot_scaling` of an `effalign.report.ScalingOutcome`; without a fit, the measured points
-    (`plot_metric_vs_n` of ``frame``) with "no fit" in the title."""
+    """`plot_scaling` of an `effalign.findings.ScalingOutcome` with the single runs of ``frame`` in grey
+    behind; without a fit, the measured points (`plot_metric_vs_n`) with "no fit" in the title."""
     if outcome.ok:
         ax = plot_scaling(outcome.report, ax, metric=metric_label(outcome.metric), title=title)
+        if frame is not None and len(frame) and outcome.metric in frame:
+            d = frame[["n_train", outcome.metric]].dropna()
+            ax.scatter(d["n_train"], d[outcome.metric], color="0.5", alpha=0.35, s=14, zorder=2, label="single runs")
+            ax.legend(fontsize="small", frameon=False)
         _count_axis(ax)
         return ax
     ax = plot_metric_vs_n(frame, outcome.metric, ax)
@@ -418,4 +400,32 @@ def plot_metrics_vs_n(frame: Any, metrics: Sequence[str], *, title: str | None =
     for ax, m in zip(axes[0], metrics):
         plot_metric_vs_n(frame, m, ax, title=m)
     fig.suptitle(title or "Secondary metrics against training pairs")
+    return fig
+
+
+def plot_claims(headline: Any, *, title: str | None = None) -> Any:
+    """One panel per track: each claim's contrast with its interval, and the margin of an equivalence
+    rule shaded (`effalign.findings.headline_frame`). Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tracks = list(dict.fromkeys(headline["track"])) if headline is not None and len(headline) else [""]
+    fig, axes = plt.subplots(1, len(tracks), figsize=(5.6 * len(tracks), 2.8), constrained_layout=True, squeeze=False)
+    for ax, track in zip(axes[0], tracks):
+        rows = headline[headline["track"] == track].reset_index(drop=True) if track else None
+        if rows is None or rows.empty:
+            _empty(ax, "claims")
+            ax.set_xlabel("contrast (metric units)")
+        else:
+            ys = np.arange(len(rows))[::-1]
+            for y, m in zip(ys, rows["margin"]):
+                if np.isfinite(m):
+                    ax.fill_betweenx([y - 0.35, y + 0.35], -m, m, color="C2", alpha=0.18, lw=0)
+            _intervals_by_row(ax, rows["estimate"], rows["lo"], rows["hi"],
+                              [f"{r.claim} (rule {r.rule}): {r.verdict}" for r in rows.itertuples()])
+            ax.set_xlabel(f"contrast in {metric_label(rows['metric'].iloc[0])}")
+        ax.axvline(0, color="0.4", lw=1, ls="--")
+        ax.set_ylabel("claim")
+        ax.set_title(f"{track}: contrasts, 95% intervals, margins shaded" if track else "claims")
+    fig.suptitle(title or "The paper's claims: each contrast against its rule")
     return fig

@@ -1,0 +1,418 @@
+"""The paper's claims judged by rules written down before the grid runs, and the sentences that say so.
+
+The rules and their values (:mod:`effalign.verdicts`: :data:`RULES`, the profile's
+``common.analysis`` as an :class:`AnalysisPlan`) decide every verdict:
+
+- **P, plateau**: ``y(N) - y(N/2)``, the whole pool minus half of it, paired by seed, in the profile's
+  plateau arm (equal compute when it has one); two one-sided tests against ``±delta``;
+- **E, small subset**: ISA at the primary budget minus the whole pool, paired by seed; two one-sided
+  tests against ``±margin``: equivalent, worse or not resolved;
+- **S, sampler**: ISA minus random at the primary budget, paired by seed; one two-sided test, the
+  same both ways; **H**: every other sampler against random, Holm-adjusted; **R**: ranks only from a
+  bootstrap over at least ten seeds;
+- **G** and **F** are descriptive: the gain over the untrained policy with ``n95`` and the saving,
+  and the curve fits (:mod:`effalign.scaling`) on the per-size means.
+
+Every verdict sentence names its rule and carries its interval, p-value and the design's minimum
+detectable effect at the plan's power; "not resolved" says how many seeds would resolve it. This
+module reads frames (:mod:`effalign.tables`); it never trains and never imports the training code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .inference import MIN_SEEDS_BOOTSTRAP, Estimate, rank_distribution
+from .scaling import ScalingError, ScalingReport, fit_scaling
+from .tables import (METRIC_RANGES, cell_runs, contrast, cost_table, device_label, fmt, metric_baseline,
+                     paired_differences, sampler_label, summarize)
+from .verdicts import (DEFAULT_ARM, RULES, AnalysisPlan, Rule, Verdict, plateau_verdict, rules_frame, rules_markdown,
+                       sampler_verdict, subset_verdict)
+
+__all__ = [
+    "AnalysisPlan", "RULES", "Rule", "ScalingOutcome", "TrackFindings", "TrackRuns", "Verdict", "claim_statements",
+    "cost_statements", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding",
+    "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_statements",
+    "subset_verdict", "track_findings",
+]
+
+# ----------------------------------------------------------------------------- descriptive scaling
+
+
+@dataclass
+class ScalingOutcome:
+    """Descriptive curve fits (rule F) of one metric on the per-size means, or why there are none."""
+
+    metric: str
+    report: ScalingReport | None = None
+    reason: str = ""
+    sizes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.report is not None
+
+    def table(self) -> pd.DataFrame:
+        """One row per form (empty without a fit)."""
+        if not self.ok:
+            return pd.DataFrame()
+        cols = ["favoured", "identified", "akaike_weight", "aicc", "fit_p", "plateau", "a_lo", "a_hi", "n95", "note"]
+        t = self.report.to_frame()
+        return t[[c for c in cols if c in t]]
+
+    def verdict(self) -> str:
+        """Is a plateau identified? (descriptive, rule F)"""
+        if not self.ok:
+            return f"No curve fit for {self.metric}: {self.reason.rstrip('.')}."
+        r = self.report
+        lo, hi = r.bounds
+        missing = [f"{k} is not identified inside [{lo:g}, {hi:g}] ({', '.join(r.fits[k].at_bound)} at a bound)"
+                   for k in ("exp_plateau", "power_law") if k in r.fits and r.fits[k].success and not r.fits[k].identified]
+        if r.best is None:
+            return f"For {self.metric} no form is identified by the data (rule F): " + "; ".join(missing) + "."
+        w = r.fits[r.best].akaike_weight
+        if r.forms[r.best].plateau_param is not None:
+            return (f"For {self.metric} the favoured identified form is {r.best} (Akaike weight {w:.3f}, rule F): "
+                    f"a plateau at {fmt(r.plateau())}.")
+        head = f"For {self.metric} no plateau is identified (rule F): the favoured identified form is {r.best} " \
+               f"(Akaike weight {w:.3f}), which has no plateau"
+        return head + ("; " + "; ".join(missing) if missing else "") + "."
+
+    def statements(self) -> list[str]:
+        """Weights of every form, lack of fit, and the notes."""
+        if not self.ok:
+            return [self.verdict()]
+        r = self.report
+        weights = ", ".join(f"{k} {f.akaike_weight:.3f}" + ("" if f.identified else " (not identified)")
+                            for k, f in sorted(r.fits.items(), key=lambda kv: -kv[1].akaike_weight) if f.success)
+        out = [self.verdict(), f"Akaike weights ({r.criterion}, {len(r.n)} per-size means): {weights}."]
+        if r.best and np.isfinite(r.fits[r.best].fit_p):
+            out.append(f"Lack of fit of {r.best}: chi-square p = {fmt(r.fits[r.best].fit_p, 'p')}.")
+        return out + self.notes
+
+
+def _size_means(frame: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
+    """Per training-set size: seeds, mean and the standard error from the variance pooled over sizes."""
+    d = frame[["n_train", metric]].dropna()
+    g = d.groupby("n_train")[metric]
+    sizes = pd.DataFrame({"seeds": g.count(), "mean": g.mean()})
+    dof = int((sizes["seeds"] - 1).sum())
+    pooled = float(((d[metric] - g.transform("mean")) ** 2).sum() / dof) if dof else 0.0
+    sizes["se"] = np.sqrt(pooled / sizes["seeds"]) if pooled > 0 else np.nan
+    notes = [] if pooled > 0 else ["One seed per size (or no spread): the noise is estimated from the fit's residuals."]
+    return sizes.reset_index(), notes
+
+
+def scaling_outcome(frame: pd.DataFrame | None, metric: str, *, n_boot: int = 200, seed: int = 0,
+                    level: float = 0.95) -> ScalingOutcome:
+    """Fit the scaling forms to the per-size means of ``metric`` with their standard errors, inside the
+    metric's range (:data:`effalign.tables.METRIC_RANGES`). Never raises for data reasons."""
+    if frame is None or len(frame) == 0:
+        return ScalingOutcome(metric, reason="no runs are stored for this grid yet")
+    if metric not in frame:
+        return ScalingOutcome(metric, reason=f"the runs do not record {metric!r}")
+    sizes, notes = _size_means(frame, metric)
+    pool = float(frame["pool_size"].max()) if "pool_size" in frame else math.nan
+    untrained = metric_baseline(frame, metric)
+    sigma = sizes["se"].to_numpy() if sizes["se"].notna().all() else None
+    try:
+        rep = fit_scaling(sizes["n_train"], sizes["mean"], sigma=sigma, absolute_sigma=sigma is not None,
+                          bounds=METRIC_RANGES.get(metric), untrained=untrained if np.isfinite(untrained) else None,
+                          n_full=pool if np.isfinite(pool) else None, n_boot=n_boot, seed=seed, level=level)
+    except ScalingError as err:
+        return ScalingOutcome(metric, reason=str(err), sizes=sizes)
+    return ScalingOutcome(metric, report=rep, sizes=sizes, notes=notes)
+
+
+# ----------------------------------------------------------------------------- gain and saturation (rule G)
+
+
+def _first_crossing(n: np.ndarray, share: np.ndarray, target: float) -> np.ndarray:
+    """Per row of ``share`` (sizes in columns), the first ``n`` at which it reaches ``target``,
+    interpolated linearly in ``log n`` (NaN where it never does)."""
+    share = np.atleast_2d(share)
+    hit = share >= target
+    i = hit.argmax(axis=1)
+    prev = np.maximum(i - 1, 0)
+    rows = np.arange(share.shape[0])
+    lo, hi = share[rows, prev], share[rows, i]
+    with np.errstate(all="ignore"):
+        t = np.where(hi > lo, (target - lo) / (hi - lo), 1.0)
+    log_n = np.log(n[prev]) + t * (np.log(n[i]) - np.log(n[prev]))
+    return np.where(hit.any(axis=1), np.where(i == 0, n[0], np.exp(log_n)), np.nan)
+
+
+def saturation(frame: pd.DataFrame | None, metric: str, plan: AnalysisPlan, *, items: pd.DataFrame | None = None,
+               share: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Rule G: the gain over the untrained policy at each size (t intervals), ``n95`` (the fewest pairs
+    whose gain reaches ``share`` of the whole pool's, interpolated in log n between the measured
+    sizes), the saving ``1 - n95 / N`` and their intervals (Monte Carlo from the per-size t
+    distributions, which treats the sizes as independent). Keys: ``gains`` (frame), ``full_gain``
+    (:class:`Estimate`), ``n95``, ``n95_lo``, ``n95_hi``, ``saving``, ``saving_lo``, ``saving_hi``,
+    ``n_full``, ``sentence``."""
+    out: dict[str, Any] = {"metric": metric, "gains": pd.DataFrame(), "full_gain": None, "n_full": math.nan,
+                           **{k: math.nan for k in ("n95", "n95_lo", "n95_hi", "saving", "saving_lo", "saving_hi")}}
+    if frame is None or len(frame) == 0 or metric not in frame:
+        out["sentence"] = f"No runs with {metric} are stored yet."
+        return out
+    cells = sorted({(lab, f) for lab, f in zip(frame["label"], frame["fraction"]) if lab in ("random", "full")},
+                   key=lambda c: c[1])
+    ests = {c: contrast(frame, metric, c, None, items=items) for c in cells}
+    n = np.array([float(cell_runs(frame, c, metric)["n_train"].mean()) for c in cells])
+    gains = pd.DataFrame({"fraction": [c[1] for c in cells], "n_train": n, "gain": [e.value for e in ests.values()],
+                          "lo": [e.interval(plan.level)[0] for e in ests.values()],
+                          "hi": [e.interval(plan.level)[1] for e in ests.values()],
+                          "seeds": [e.n_seeds for e in ests.values()]})
+    out["gains"] = gains
+    full = ests.get(("full", 1.0))
+    if full is None:
+        out["sentence"] = "The whole-pool runs are not stored, so there is no full-data gain to saturate."
+        return out
+    out.update(full_gain=full, n_full=float(n[-1]))
+    lo, hi = full.interval(plan.level)
+    gain_text = f"the whole pool's gain in {metric} over the untrained policy is {fmt(full.value, 'signed')}" + \
+        (f" ({plan.level:.0%} interval {fmt(lo, 'signed')} to {fmt(hi, 'signed')}, {full.n_seeds} seeds)" if full.ok else "")
+    if not (full.ok and full.value > 0 and full.p_value() < plan.alpha):
+        out["sentence"] = f"Rule G: {gain_text}; no gain is shown, so n95 and the saving are undefined."
+        return out
+    values = gains["gain"].to_numpy()
+    out["n95"] = float(_first_crossing(n, values / values[-1], share)[0])
+    rng = np.random.default_rng(seed)
+    se = np.array([e.se if e.ok else 0.0 for e in ests.values()])
+    df = np.array([e.df if e.ok else 1.0 for e in ests.values()])
+    draws = values + se * rng.standard_t(df, size=(plan.n_sim, len(cells)))
+    draws = draws[draws[:, -1] > 0]
+    sims = _first_crossing(n, draws / draws[:, -1:], share)
+    sims = sims[np.isfinite(sims)]
+    q = (1 - plan.level) / 2
+    out["n95_lo"], out["n95_hi"] = np.quantile(sims, [q, 1 - q]) if sims.size else (math.nan, math.nan)
+    out["saving"], out["saving_lo"], out["saving_hi"] = (1 - out["n95"] / n[-1], 1 - out["n95_hi"] / n[-1],
+                                                         1 - out["n95_lo"] / n[-1])
+    out["sentence"] = (f"Rule G: {gain_text}. Random subsets reach {share:.0%} of it from about "
+                       f"{fmt(out['n95'], 'int')} pairs (interval {fmt(out['n95_lo'], 'int')} to {fmt(out['n95_hi'], 'int')} "
+                       f"of {fmt(n[-1], 'int')}): a saving of {fmt(out['saving'], 'pct')} (interval "
+                       f"{fmt(out['saving_lo'], 'pct')} to {fmt(out['saving_hi'], 'pct')}).")
+    return out
+
+
+# ----------------------------------------------------------------------------- one track
+
+
+@dataclass
+class TrackRuns:
+    """The runs of one track as frames: ``scaling`` per arm, the sampler grid, the whole-pool runs at
+    the sampler grid's seeds and training (``full``), and the per-item outcomes of the track's
+    primary metric (``items``, :func:`effalign.tables.items_frame`; empty when none are stored)."""
+
+    scaling: dict[str, pd.DataFrame]
+    samplers: pd.DataFrame
+    full: pd.DataFrame | None = None
+    items: pd.DataFrame | None = None
+
+    def all(self) -> pd.DataFrame:
+        frames = [f for f in [*self.scaling.values(), self.samplers, self.full] if f is not None and len(f)]
+        return pd.concat(frames, ignore_index=True).drop_duplicates("key") if frames else pd.DataFrame()
+
+
+@dataclass
+class TrackFindings:
+    """Everything the findings say about one track (see :func:`track_findings`)."""
+
+    track: str
+    metric: str
+    plan: AnalysisPlan
+    runs: int
+    untrained: float
+    scaling: dict[str, ScalingOutcome]
+    saturation: dict[str, dict[str, Any]]
+    plateau: dict[str, Verdict]
+    plateau_arm: str
+    subset: Verdict
+    sampler: Verdict
+    secondary: pd.DataFrame
+    ranks: pd.DataFrame | None
+    ranks_note: str
+    means: pd.DataFrame
+
+    @property
+    def claims(self) -> list[Verdict]:
+        return [self.plateau[self.plateau_arm], self.subset, self.sampler]
+
+
+def _plateau_arm(plan: AnalysisPlan, arms: Sequence[str]) -> str:
+    if plan.plateau_arm:
+        return plan.plateau_arm
+    return DEFAULT_ARM if DEFAULT_ARM in arms or not arms else arms[0]
+
+
+def plateau_finding(frame: pd.DataFrame | None, arm: str, track: str, plan: AnalysisPlan, *,
+                    equal_compute: bool = False, items: pd.DataFrame | None = None) -> Verdict:
+    """Rule P on one scaling arm's runs: ``y(N) - y(N/2)`` paired by seed (per item when stored)."""
+    metric, delta = plan.metric(track), plan.delta(track)
+    caveats = [] if equal_compute else [
+        "the arm trains a fixed number of epochs, so the whole pool also gets more optimiser steps than half of it: "
+        "this contrast mixes data with compute"]
+    empty = Estimate(math.nan, math.nan, math.nan, 0, "paired by seed")
+    if frame is None or len(frame) == 0:
+        return plateau_verdict(empty, delta, plan, arm=arm, caveats=[f"no runs of the {arm} arm are stored"])
+    halves = sorted({f for f in frame["fraction"] if abs(f - 0.5) < 0.01})
+    if not halves:
+        return plateau_verdict(empty, delta, plan, arm=arm, caveats=["the grid has no run at half the pool"])
+    est = contrast(frame, metric, ("full", 1.0), ("random", halves[0]), items=items)
+    return plateau_verdict(est, delta, plan, arm=arm, caveats=caveats)
+
+
+def _ranks(frame: pd.DataFrame, metric: str, fraction: float, plan: AnalysisPlan) -> tuple[pd.DataFrame | None, str]:
+    """Rule R: probability of rank 1 and mean rank of each selector, from a bootstrap over seeds."""
+    at = frame[np.isclose(frame["fraction"], fraction, atol=1e-6)]
+    if at.empty:
+        return None, f"no sampler runs at {fraction:.0%} of the pool"
+    wide = at.pivot_table(index="seed", columns="label", values=metric, aggfunc="first").dropna()
+    if len(wide) < MIN_SEEDS_BOOTSTRAP:
+        return None, (f"ranks are not reported (rule R): a bootstrap over seeds needs at least {MIN_SEEDS_BOOTSTRAP} "
+                      f"seeds with every selector, {len(wide)} stored")
+    probs = rank_distribution(wide.to_numpy(), n_boot=plan.n_sim)
+    ranks = pd.DataFrame({"label": wide.columns, "mean": wide.mean().to_numpy(), "P(rank 1)": probs[:, 0],
+                          "mean rank": probs @ np.arange(1, probs.shape[1] + 1)})
+    return ranks.sort_values("mean rank").reset_index(drop=True), ""
+
+
+def track_findings(track: str, plan: AnalysisPlan, runs: TrackRuns, *, n_boot: int = 200,
+                   outcomes: Mapping[str, ScalingOutcome] | None = None, equal_compute: Sequence[str] = ()
+                   ) -> TrackFindings:
+    """Judge the three claims on one track (rules P, E, S), with the secondary comparisons (H, R) and
+    the descriptive gain and fits (G, F). ``outcomes``: the scaling fits per arm when already made;
+    ``equal_compute``: the arms that give every size the same optimiser steps."""
+    metric, items, frame = plan.metric(track), runs.items, runs.all()
+    untrained = metric_baseline(frame, metric)
+    outcomes = dict(outcomes or {})
+    scaling = {arm: outcomes.get(arm) or scaling_outcome(f, metric, n_boot=n_boot, level=plan.level)
+               for arm, f in runs.scaling.items()}
+    arm = _plateau_arm(plan, list(runs.scaling))
+    plateau = {a: plateau_finding(f, a, track, plan, equal_compute=a in equal_compute, items=items)
+               for a, f in runs.scaling.items()}
+    if arm not in plateau:
+        plateau[arm] = plateau_finding(None, arm, track, plan, equal_compute=arm in equal_compute, items=items)
+    budget, label = plan.primary_budget, plan.sampler
+    subset_est = contrast(frame, metric, (label, budget), ("full", 1.0), items=items)
+    compute = [] if not len(cell_runs(frame, (label, budget), metric)) else [
+        "the subset and the whole pool train the same number of epochs, so the subset also gets fewer optimiser steps"]
+    subset = subset_verdict(subset_est, plan.margin(track), plan, caveats=compute)
+    sampler = sampler_verdict(contrast(frame, metric, (label, budget), (plan.baseline, budget), items=items), plan,
+                              effect=plan.margin(track))
+    secondary = paired_differences(runs.samplers, metric, baseline=plan.baseline, items=items, level=plan.level,
+                                   alpha=plan.alpha, power=plan.power, primary=(label, budget))
+    ranks, ranks_note = _ranks(runs.samplers, metric, budget, plan) if len(runs.samplers) else (None, "no sampler runs")
+    return TrackFindings(track=track, metric=metric, plan=plan, runs=len(frame), untrained=untrained, scaling=scaling,
+                         saturation={a: saturation(f, metric, plan, items=items) for a, f in runs.scaling.items()},
+                         plateau=plateau, plateau_arm=arm, subset=subset, sampler=sampler, secondary=secondary,
+                         ranks=ranks, ranks_note=ranks_note, means=summarize(frame, metric, level=plan.level))
+
+
+# ----------------------------------------------------------------------------- sentences and tables
+
+
+def claim_statements(f: TrackFindings) -> list[str]:
+    """The three claims on one track, each with its rule, estimate, interval, test and MDE."""
+    out = [v.sentence() for v in f.claims]
+    others = [v.sentence() for a, v in f.plateau.items() if a != f.plateau_arm]
+    return out + [f"Also: {s}" for s in others]
+
+
+def headline_frame(findings: Mapping[str, TrackFindings]) -> pd.DataFrame:
+    """One row per track and claim: rule, contrast, estimate with interval, p (TOST p for rules P and
+    E), margin, MDE, seeds and verdict (the README's and the findings chapter's headline table)."""
+    rows = [{"track": t, "metric": f.metric, **v.row()} for t, f in findings.items() for v in f.claims]
+    return pd.DataFrame(rows)
+
+
+def means_frame(findings: Mapping[str, TrackFindings]) -> pd.DataFrame:
+    """Per track: the untrained policy, the whole pool, and the baseline and the sampler at each budget."""
+    rows = []
+    for t, f in findings.items():
+        m = f.means
+        full = m[m["label"] == "full"]
+        row: dict[str, Any] = {"track": t, "metric": f.metric, "untrained": f.untrained,
+                               "whole pool": float(full["mean"].iloc[0]) if len(full) else math.nan}
+        for lab in (f.plan.baseline, f.plan.sampler):
+            for _, r in m[(m["label"] == lab) & (m["fraction"] < 1)].iterrows():
+                row[f"{lab} at {r['fraction']:.0%}"] = r["mean"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_statements(paired: pd.DataFrame, metric: str, label: str = "isa", baseline: str = "random",
+                      level: float = 0.95) -> list[str]:
+    """Sentences on ``label`` minus ``baseline`` at each budget (:func:`effalign.tables.paired_differences`)."""
+    rows = paired[paired["label"] == label] if paired is not None and len(paired) else pd.DataFrame()
+    if rows.empty:
+        return [f"No paired runs of {label} and {baseline} are stored yet."]
+    out = []
+    for _, r in rows.iterrows():
+        head = f"At {r['fraction']:.0%} of the pool, {label} minus {baseline} in {metric}: {fmt(r['mean_diff'], 'signed')}"
+        if not np.isfinite(r["lo"]):
+            out.append(f"{head} over {r['n_seeds']} seed(s); {r['note'] or 'no interval'}.")
+            continue
+        test = "p" if r["family"] == "primary" else "Holm-adjusted p"
+        out.append(f"{head} ({level:.0%} interval {fmt(r['lo'], 'signed')} to {fmt(r['hi'], 'signed')}; {test} = "
+                   f"{fmt(r['p_adj'], 'p')}; MDE {fmt(r['mde'])}; {r['n_seeds']} seeds, {r['method']}).")
+    return out
+
+
+def selector_statements(summary: pd.DataFrame, metric: str, ranks_note: str = "") -> list[str]:
+    """For each budget, the selector with the highest mean (not a rank: see rule R) and its run time."""
+    if summary is None or len(summary) == 0:
+        return [f"No sampler runs with {metric} are stored yet."]
+    out = []
+    for frac, g in summary.groupby("fraction", sort=True):
+        g = g.dropna(subset=["mean"]).sort_values("mean", ascending=False)
+        if g.empty:
+            continue
+        best = g.iloc[0]
+        out.append(f"At {frac:.0%} of the pool the highest mean {metric} is {best['label']} ({fmt(best['mean'])} over "
+                   f"{best['n']} seed(s), {fmt(best['seconds'], 'int')} s per run)"
+                   + (f", ahead of {g.iloc[1]['label']} ({fmt(g.iloc[1]['mean'])})" if len(g) > 1 else "") + ".")
+    return (out or [f"No sampler runs with {metric} are stored yet."]) + ([ranks_note[0].upper() + ranks_note[1:] + "."]
+                                                                         if ranks_note else [])
+
+
+def device_statements(records: Sequence[Mapping[str, Any]], current: Any = None) -> list[str]:
+    """Which device produced the records (from their provenance), and the device of this session."""
+    if not records:
+        return ["No runs of this comparison are stored yet."]
+    out = [f"The runs below were produced on {', '.join(sorted({device_label(r) for r in records}))} (from the "
+           "records' provenance)."]
+    if current is not None:
+        kind = getattr(current, "type", str(current))
+        out.append(f"This build of the notebook ran on {'a CUDA GPU' if kind == 'cuda' else 'the CPU'}; "
+                   "stored runs are read, not recomputed.")
+    return out
+
+
+def cost_statements(records: Sequence[Mapping[str, Any]], metric: str, full_label: str = "full") -> list[str]:
+    """Each subset run against the whole-pool run: share of pairs, device-hours and tokens, and the metric."""
+    cost = cost_table(records)
+    if cost.empty or full_label not in set(cost["label"]):
+        return ["The full-pool run is not stored yet, so there is nothing to compare with."]
+    full = cost[cost["label"] == full_label].iloc[0]
+    fm = next(r["metrics"] for r in records if r["spec"]["sampler"] == full_label)
+    out = [f"The full pool ({fmt(full['n_train'], 'int')} pairs) took {fmt(full['device_hours'])} device-hours "
+           f"({fmt(full['train_s'], 'int')} s of training, {fmt(full['tokens'] or 0, 'int')} tokens, peak memory "
+           f"{fmt(full['peak_gib'])} GiB) and reached {metric} {fmt(fm.get(metric))}."]
+    for rec in records:
+        if rec["spec"]["sampler"] == full_label:
+            continue
+        row = cost[cost["label"] == sampler_label(rec["spec"]["sampler"], rec["spec"].get("sampler_params"))].iloc[0]
+        hours = row["device_hours"] / full["device_hours"] if full["device_hours"] else math.nan
+        tokens = (row["tokens"] or 0) / full["tokens"] if full["tokens"] else math.nan
+        out.append(f"{row['label']} on {fmt(row['n_train'], 'int')} pairs ({fmt(row['n_train'] / full['n_train'], 'pct')} "
+                   f"of the pool) used {fmt(hours, 'pct')} of the device-hours and {fmt(tokens, 'pct')} of the training "
+                   f"tokens, and reached {metric} {fmt(rec['metrics'].get(metric))}.")
+    return out
