@@ -125,10 +125,28 @@ KERNEL_ENV = {**OFFLINE_ENV, "TQDM_DISABLE": "1"}
 def notebook_parameters(profile: dict[str, Any], name: str, declared: set[str] | None = None,
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """``common`` updated by ``notebooks.<name>`` and ``overrides``, plus ``profile``; restricted to
-    ``declared`` (the names of the notebook's parameters cell) when given."""
+    ``declared`` (the names of the notebook's parameters cell) when given. A dotted override
+    (``gpu_dpo.fraction``) changes one entry inside a mapping parameter and keeps the rest."""
+    import copy
+
     params = dict(profile.get("common") or {})
     params.update((profile.get("notebooks") or {}).get(name) or {})
-    params.update(overrides or {})
+    overrides = overrides or {}
+    params.update({k: v for k, v in overrides.items() if "." not in k})
+    for key, value in overrides.items():
+        if "." not in key:
+            continue
+        head, *path = key.split(".")
+        if head not in params:
+            continue  # not this notebook's parameter (the caller checks that some notebook has it)
+        params[head] = target = copy.deepcopy(params[head])
+        for part in path[:-1]:
+            if not isinstance(target, dict):
+                raise BookError(f"parameter {key!r}: {head} has no mapping at {part!r}")
+            target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise BookError(f"parameter {key!r}: the value at {'.'.join([head, *path[:-1]])} is not a mapping")
+        target[path[-1]] = value
     params["profile"] = profile["profile"]
     if declared is not None:
         params = {k: v for k, v in params.items() if k in declared}
@@ -228,7 +246,7 @@ def _execute(root: Path, prof: dict[str, Any], out_dir: Path, only: list[str] | 
         raise BookError(f"no notebook named {sorted(set(only) - {nb.stem for nb in notebooks})} in "
                         f"{root / NOTEBOOK_DIR}; known: {known}")
     declared = {nb.stem: declared_parameters(nb) for nb in notebooks}
-    unknown = set(overrides or {}) - set().union(*declared.values(), {"profile"})
+    unknown = {k.split(".")[0] for k in overrides or {}} - set().union(*declared.values(), {"profile"})
     if unknown:
         raise BookError(f"no notebook to execute declares the parameter(s) {sorted(unknown)}; "
                         f"declared: {sorted(set().union(*declared.values()))}")

@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", metavar="NOTEBOOK",
                    help="execute only this notebook (name without .ipynb; repeatable), then render the whole book")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="papermill parameter replacing the profile's value (VALUE is YAML: 0.05, true, text)")
+                   help="papermill parameter replacing the profile's value (VALUE is YAML: 0.05, true, [3, 4]); "
+                        "a dotted NAME (gpu_dpo.fraction) changes one entry of a mapping")
     p.add_argument("-y", "--yaml", action="append", metavar="YAML",
                    help="papermill parameters as a YAML mapping, e.g. 'seeds: [3, 4]'")
     p.set_defaults(func=_cmd_book)
