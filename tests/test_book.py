@@ -150,3 +150,17 @@ def test_cli_book_no_execute_refuses_a_broken_chapter(repo, monkeypatch, capsys)
 
 def test_cli_book_rejects_parameters_without_execution():
     assert cli.main(["book", "--no-execute", "-p", "seeds", "[3]"]) != 0
+
+
+def test_dotted_parameter_changes_one_entry_of_a_mapping():
+    from effalign.book import notebook_parameters
+
+    profile = {"profile": "p", "common": {"gpu_dpo": {"track": "testbed", "fraction": 0.1, "cpu": {"data": {}}},
+                                          "seeds": [0, 1]}, "notebooks": {}}
+    params = notebook_parameters(profile, "04", {"gpu_dpo", "seeds"},
+                                 {"gpu_dpo.fraction": 0.05, "gpu_dpo.cpu.experiment": "hh_subsets", "seeds": [3]})
+    assert params["gpu_dpo"] == {"track": "testbed", "fraction": 0.05, "cpu": {"data": {}, "experiment": "hh_subsets"}}
+    assert params["seeds"] == [3]
+    assert profile["common"]["gpu_dpo"]["fraction"] == 0.1, "the profile itself is not changed"
+    with pytest.raises(BookError, match="not a mapping"):
+        notebook_parameters(profile, "04", None, {"seeds.first": 1})

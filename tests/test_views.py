@@ -72,12 +72,12 @@ def test_larger_run_statements_are_honest_about_the_device():
                "cuda": {"model": "smollm2-135m-instruct", "train": {"lora": False, "epochs": 2, "learning_rate": 1e-6}},
                "cpu": {"model": "smollm2-135m-instruct", "experiment": "testbed_subsets", "data": {}, "train": {}}}
     train = {"lora": True, "epochs": 1, "learning_rate": 5e-4, "batch_size": 8}
-    records = [_record("random", n_train=300), _record("isa", n_train=30)]
+    records = [_record("full", n_train=300), _record("isa", n_train=30)]
     cpu = views.larger_run_statements(gpu_dpo, train, records, "cpu", gpu_pool=2165)
     assert "not a larger run" in cpu[0] and "300 pairs" in cpu[0] and "30 pairs" in cpu[0]
     assert "LoRA adapters" in cpu[0]
     assert "2,165 pairs" in cpu[1] and "full fine-tuning" in cpu[1] and "learning rate 1e-06" in cpu[1]
-    gpu = views.larger_run_statements(gpu_dpo, train, [_record("random", device="cuda", n_train=2165)], "cuda")
+    gpu = views.larger_run_statements(gpu_dpo, train, [_record("full", device="cuda", n_train=2165)], "cuda")
     assert len(gpu) == 1 and gpu[0].startswith("These are the larger runs")
 
 
@@ -89,6 +89,8 @@ def test_cost_view_has_units_and_no_scientific_notation():
     assert "device-hours (h)" in page and "peak memory (GiB)" in page and "1,234,567" in page
     assert "0.000122" in page
     assert not [p for p in text_problems(page, "cost") if "scientific" in p]
+    assert "device" not in views.cost_view(cost).data.columns, "one device: named in the text, not in every row"
+    assert "device" in views.cost_view(cost.assign(device_name=["CPU: x", "GPU: y"])).data.columns
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,7 @@ def test_isa_pipeline_figure_shows_the_five_steps(fitted_isa):
     shares = [bar.get_height() for bar in budget_bars]
     assert sum(shares) == pytest.approx(100.0)
     assert f"{int(np.sum(isa.component_budget_))} of 120 pairs" in titles[4]
+    assert fig._suptitle.get_text().startswith("ISA step by step\n")
     plt.close(fig)
 
 
@@ -133,8 +136,9 @@ def test_ema_and_smoothed_loss_plot():
     curves = pd.DataFrame({"label": ["full (40 pairs)"] * 40, "seed": 0, "step": steps, "epoch": steps / 40,
                            "loss": 0.69 - 0.004 * steps + noise, "seconds": steps * 1.5})
     ax = plots.plot_loss_smoothed(curves, span=8)
-    assert len(ax.collections) == 1 and len(ax.collections[0].get_offsets()) == 40, "every step as a point"
-    line = next(l for l in ax.lines if l.get_label().endswith("moving average (8 steps)"))
+    assert len(ax.collections[0].get_offsets()) == 40, "every step as a point"
+    line = next(l for l in ax.lines if l.get_label() == "full (40 pairs)")
+    assert ax.get_legend().get_title().get_text() == "run (lines: moving average, 8 steps)"
     ys = line.get_ydata()
     assert ys[-1] < ys[0] and np.std(np.diff(ys)) < np.std(np.diff(curves["loss"])), "smoother than the raw loss"
     assert "moving average over 8 steps" in ax.get_title()

@@ -454,7 +454,7 @@ def _component_cov_2d(mixture: Any, k: int) -> Any:
 
 def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title: str | None = None) -> Any:
     """ISA step by step on one real selection: embeddings -> features -> mixture -> scores ->
-    per-component budget. Returns the Figure.
+    per-component budget (a second title line names the steps). Returns the Figure.
 
     ``sampler``: a fitted :class:`effalign.samplers.ISASampler` (after ``select``);
     ``embeddings``: the pool's ``{"prompt", "chosen", "rejected"}`` embeddings
@@ -475,10 +475,10 @@ def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title:
     labels = np.asarray(sampler.labels_)
     n_comp = int(sampler.n_components)
     colors = sns.color_palette("colorblind", n_colors=max(n_comp, 2))
-    fig = plt.figure(figsize=(12, 8.2), constrained_layout=True)
-    grid = fig.add_gridspec(2, 6)
-    axes = [fig.add_subplot(grid[0, 0:2]), fig.add_subplot(grid[0, 2:4]), fig.add_subplot(grid[0, 4:6]),
-            fig.add_subplot(grid[1, 0:3]), fig.add_subplot(grid[1, 3:6])]
+    fig = plt.figure(figsize=(9, 12), constrained_layout=True)
+    grid = fig.add_gridspec(3, 2, height_ratios=[1.0, 1.1, 1.1])
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]),
+            fig.add_subplot(grid[2, 0]), fig.add_subplot(grid[2, 1])]
 
     # 1 embeddings
     ax = axes[0]
@@ -491,7 +491,7 @@ def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title:
     lim = float(np.quantile(np.abs(raw[rows]), 0.99)) or 1.0
     image = ax.imshow(raw[rows], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
     ax.axvline(prompt.shape[1] - 0.5, color="black", lw=0.8)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="coordinate (unit-length vectors)")
+    fig.colorbar(image, ax=ax, shrink=0.9, label="coordinate\n(unit-length vectors)")
     ax.set_xlabel(f"dimension (1–{prompt.shape[1]}: prompt, then chosen − rejected)")
     ax.set_ylabel(f"{len(rows)} of {n} pairs (by component)")
     ax.set_title("1. Embeddings (MiniLM)")
@@ -507,8 +507,8 @@ def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title:
         ax.plot(np.arange(1, share.size + 1), np.cumsum(share), color="black", lw=1.2, marker=".",
                 label=f"cumulative ({np.sum(share):.0f}% kept)")
         ax.set_ylim(0, 100)
-        ax.legend(fontsize="small", frameon=False, loc="center right")
-    ax.set_xlabel(f"principal component (of {raw.shape[1]} standardised dimensions)")
+        ax.legend(fontsize="small", frameon=False, loc="lower right")
+    ax.set_xlabel(f"principal component (of {raw.shape[1]} dimensions)")
     ax.set_ylabel("variance explained (%)")
     ax.set_title("2. Features: standardise, PCA")
 
@@ -549,7 +549,7 @@ def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title:
     ax.set_xlabel(units.get(score_name, str(score_name)))
     ax.set_ylabel("pairs (count)")
     ax.legend(fontsize="small", frameon=False)
-    ax.set_title(f"4. Scores: ISA takes the highest {score_name} in each component")
+    ax.set_title(f"4. Scores: the highest {score_name}\nin each component is taken")
 
     # 5 per-component budget
     ax = axes[4]
@@ -571,8 +571,8 @@ def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title:
     ax.set_ylabel("share (%; numbers on bars: pairs)")
     ax.set_xlabel("mixture component")
     ax.legend(fontsize="small", frameon=False, loc="upper right")
-    ax.set_title(f"5. Per-component budget: {int(budget.sum()):,} of {n:,} pairs")
-    fig.suptitle(title or "ISA step by step: embeddings → features → mixture → scores → per-component budget")
+    ax.set_title(f"5. Per-component budget:\n{int(budget.sum()):,} of {n:,} pairs")
+    fig.suptitle((title or "ISA step by step") + "\nembeddings → features → mixture → scores → per-component budget")
     return fig
 
 
@@ -609,13 +609,14 @@ def plot_loss_smoothed(curves: Any, ax: Any = None, *, x: str = "step", span: in
         for (label, seed), color in zip(runs, colors):
             run = curves[(curves["label"] == label) & (curves["seed"] == seed)].sort_values("step")
             name = label if curves["seed"].nunique() == 1 else f"{label}, seed {seed}"
-            ax.scatter(run[x], run["loss"], s=8, color=color, alpha=0.3, linewidths=0, label=f"{name}: each step")
-            ax.plot(run[x], ema(run["loss"].to_numpy(), span), color=color, lw=2.0,
-                    label=f"{name}: moving average ({span} steps)")
+            ax.scatter(run[x], run["loss"], s=9, color=color, alpha=0.35, linewidths=0)
+            ax.plot(run[x], ema(run["loss"].to_numpy(), span), color=color, lw=2.0, label=name)
+        ax.scatter([], [], s=9, color="0.5", alpha=0.6, label="points: each step")
         lo, hi = np.nanpercentile(curves["loss"], [1, 99])
         pad = 0.05 * max(hi - lo, 1e-3)
         ax.set_ylim(min(lo, 0.6931) - pad, max(hi, 0.6931) + pad)
-        _legend_outside(ax, "run")
+        ax.legend(title=f"run (lines: moving average, {span} steps)", fontsize="small", title_fontsize="small",
+                  frameon=True, framealpha=0.85, loc="best")
     ax.axhline(0.6931, color="0.5", ls=":", lw=1)
     ax.set_xlabel(xlabels.get(x, x))
     ax.set_ylabel("DPO loss (nats; dotted: ln 2 at the start)")

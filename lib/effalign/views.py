@@ -127,7 +127,7 @@ def larger_run_statements(gpu_dpo: Mapping[str, Any], train: Mapping[str, Any], 
     track, fraction = gpu_dpo["track"], gpu_dpo["fraction"]
     cpu, cuda = gpu_dpo.get("cpu") or {}, gpu_dpo.get("cuda") or {}
     gpu_records = [r for r in records if ((r.get("provenance") or {}).get("device") or {}).get("device") == "cuda"]
-    n_full, n_isa = _n_train(records, "random"), _n_train(records, "isa")
+    n_full, n_isa = _n_train(records, "full"), _n_train(records, "isa")
     sizes = (f"the whole pool ({n_full:,} pairs) and ISA's {fraction:.0%} ({n_isa:,} pairs)"
              if n_full and n_isa else f"the whole pool and ISA's {fraction:.0%}")
     out = []
@@ -188,10 +188,12 @@ _COST_COLUMNS = (
 
 
 def cost_view(cost: Any) -> Any:
-    """The cost table with units in the headers and readable numbers (no row index)."""
+    """The cost table with units in the headers and readable numbers (no row index; the device
+    column only when the runs come from more than one device)."""
     import pandas as pd
 
     if cost is None or len(cost) == 0:
         return pd.DataFrame(columns=[h for _, h, _ in _COST_COLUMNS])
-    data = {header: [fmt(v) for v in cost[col]] for col, header, fmt in _COST_COLUMNS if col in cost}
+    skip = {"device_name"} if cost["device_name"].nunique() <= 1 else set()
+    data = {header: [fmt(v) for v in cost[col]] for col, header, fmt in _COST_COLUMNS if col in cost and col not in skip}
     return pd.DataFrame(data).style.hide(axis="index")
