@@ -76,7 +76,7 @@ def test_larger_run_statements_are_honest_about_the_device():
     cpu = views.larger_run_statements(gpu_dpo, train, records, "cpu", gpu_pool=2165)
     assert "not a larger run" in cpu[0] and "300 pairs" in cpu[0] and "30 pairs" in cpu[0]
     assert "LoRA adapters" in cpu[0]
-    assert "2,165 pairs" in cpu[1] and "full fine-tuning" in cpu[1] and "learning rate 1e-06" in cpu[1]
+    assert "2,165 pairs" in cpu[1] and "full fine-tuning" in cpu[1] and "learning rate 0.000001" in cpu[1]
     gpu = views.larger_run_statements(gpu_dpo, train, [_record("full", device="cuda", n_train=2165)], "cuda")
     assert len(gpu) == 1 and gpu[0].startswith("These are the larger runs")
 
@@ -144,6 +144,12 @@ def test_ema_and_smoothed_loss_plot():
     assert "moving average over 8 steps" in ax.get_title()
     assert ax.get_xlabel() and ax.get_ylabel()
     plt.close(ax.figure)
+    said = views.loss_statements(curves, span=8)
+    assert len(said) == 1 and said[0].startswith("full (40 pairs): over 40 steps the moving average fell from ")
+    assert "standard deviation of" in said[0]
+    rising = views.loss_statements(curves.assign(loss=curves["loss"][::-1].to_numpy(), seed=0), span=8)
+    assert " rose from " in rising[0]
+    assert views.loss_statements(curves.iloc[:0]) == ["No training curves are stored for these runs."]
     empty = plots.plot_loss_smoothed(pd.DataFrame(columns=curves.columns))
     assert empty.texts and "no loss curves yet" in empty.texts[0].get_text()
     plt.close(empty.figure)

@@ -612,7 +612,7 @@ def plot_loss_smoothed(curves: Any, ax: Any = None, *, x: str = "step", span: in
             ax.scatter(run[x], run["loss"], s=9, color=color, alpha=0.35, linewidths=0)
             ax.plot(run[x], ema(run["loss"].to_numpy(), span), color=color, lw=2.0, label=name)
         ax.scatter([], [], s=9, color="0.5", alpha=0.6, label="points: each step")
-        lo, hi = np.nanpercentile(curves["loss"], [1, 99])
+        lo, hi = np.nanmin(curves["loss"]), np.nanmax(curves["loss"])
         pad = 0.05 * max(hi - lo, 1e-3)
         ax.set_ylim(min(lo, 0.6931) - pad, max(hi, 0.6931) + pad)
         ax.legend(title=f"run (lines: moving average, {span} steps)", fontsize="small", title_fontsize="small",

@@ -6,6 +6,7 @@ chapter's runs are, a note on negative KL estimates, and the cost table in reada
   with a plain-text fallback);
 - :func:`larger_run_statements`: what the larger-run chapter shows on this device, and what a GPU
   run of the profile would add (computed from the profile's ``gpu_dpo`` block and the records);
+- :func:`loss_statements`: how far each run's smoothed training loss fell, against the step-to-step noise;
 - :func:`kl_statements`: why a KL estimate below zero appears, and which runs it concerns;
 - :func:`cost_view`: the cost table (:func:`effalign.report.cost_table`) with units in the
   column names and numbers without scientific notation.
@@ -18,7 +19,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Examples", "cost_view", "example_pairs", "kl_statements", "larger_run_statements", "significant"]
+__all__ = ["Examples", "cost_view", "example_pairs", "kl_statements", "larger_run_statements", "loss_statements",
+           "significant"]
 
 
 def significant(x: Any, digits: int = 3) -> str:
@@ -111,7 +113,9 @@ def _training(train: Mapping[str, Any]) -> str:
     lr = train.get("learning_rate")
     parts = [kind, f"{train.get('epochs', 1)} epoch(s)"]
     if lr is not None:
-        parts.append(f"learning rate {lr:g}")
+        import numpy as np
+
+        parts.append(f"learning rate {np.format_float_positional(float(lr), trim='-')}")
     if train.get("batch_size"):
         parts.append(f"batch {train['batch_size']}")
     return ", ".join(parts)
@@ -147,6 +151,30 @@ def larger_run_statements(gpu_dpo: Mapping[str, Any], train: Mapping[str, Any], 
                    f"{fraction:.0%} of it with {_training({**train, **(cuda.get('train') or {})})}: a comparison "
                    "at a size where the saving in device-hours matters, and a check that the subset's result "
                    "holds beyond the small CPU pool. No GPU record is stored yet.")
+    return out
+
+
+def loss_statements(curves: Any, span: int = 10) -> list[str]:
+    """Per run: the exponential moving average (``span`` steps, as in
+    :func:`effalign.plots.plot_loss_smoothed`) of the training loss at the first and last step,
+    and the standard deviation of the single steps around it."""
+    import numpy as np
+
+    from .plots import ema
+
+    if curves is None or len(curves) == 0:
+        return ["No training curves are stored for these runs."]
+    out = []
+    for (label, seed), run in curves.groupby(["label", "seed"], sort=False):
+        loss = run.sort_values("step")["loss"].to_numpy(dtype=float)
+        smooth = ema(loss, span)
+        noise = float(np.std(loss - smooth, ddof=1)) if loss.size > 1 else float("nan")
+        change = smooth[-1] - smooth[0]
+        verb = "fell" if change < 0 else "rose"
+        name = label if curves["seed"].nunique() == 1 else f"{label}, seed {seed}"
+        out.append(f"{name}: over {loss.size} steps the moving average {verb} from {significant(smooth[0])} to "
+                   f"{significant(smooth[-1])} nats ({significant(abs(change))}), while single steps scatter "
+                   f"around it with a standard deviation of {significant(noise)} nats.")
     return out
 
 
