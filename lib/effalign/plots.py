@@ -471,6 +471,7 @@ def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title:
     import matplotlib.pyplot as plt
     import numpy as np
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     labels = np.asarray(sampler.labels_)
     n_comp = int(sampler.n_components)
@@ -541,14 +542,14 @@ def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title:
         ax.hist(scores[members], bins=bins, histtype="step", lw=1.4, color=colors[k], label=f"component {k}")
         taken = scores[members & chosen]
         if taken.size:
-            ax.axvline(float(taken.min()), color=colors[k], ls="--", lw=1.1,
-                       label=f"lowest score ISA took in component {k}")
+            ax.axvline(float(taken.min()), color=colors[k], ls="--", lw=1.1, label=f"lowest pick, component {k}")
     score_name = getattr(sampler, "score", "score")
     units = {"surprisal": "surprisal −log p(x) (nats)", "entropy": "assignment entropy (nats)",
              "mixed": "surprisal + entropy (z-scores)"}
     ax.set_xlabel(units.get(score_name, str(score_name)))
     ax.set_ylabel("pairs (count)")
-    ax.legend(fontsize="small", frameon=False)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small", frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     ax.set_title(f"4. Scores: the highest {score_name}\nin each component is taken")
 
     # 5 per-component budget
