@@ -10,7 +10,7 @@ EXPERIMENTS ?= $(abspath results)
 DEVICE ?= $(shell $(PY) -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")' 2>/dev/null || echo cpu)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test venv experiments bench clean-book
+.PHONY: book test venv experiments bench clean-book check-book
 
 venv: $(STAMP)
 
@@ -28,6 +28,19 @@ test: $(STAMP)
 # Execute every notebook with the chosen profile (papermill) into _build/notebooks, then render the book.
 book: $(STAMP)
 	$(PY) -m effalign book --profile $(PROFILE)
+
+# Read the built book as a reader would: static checks on every page, then headless Chromium at
+# 1280 px (wide tables, figures that do not load, full-page screenshots in _build/screenshots/).
+# Installs Debian's chromium with apt-get when no Chromium is found (sudo unless run as root).
+CHROMIUM := $(firstword $(foreach b,chromium chromium-browser google-chrome google-chrome-stable,$(shell command -v $(b) 2>/dev/null)))
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+check-book: $(STAMP)
+ifeq ($(CHROMIUM),)
+	@echo "[check-book] Chromium not found: installing the Debian package chromium with apt-get"
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+endif
+	$(PY) scripts/check_book.py
 
 # Train every grid cell of a profile that the run store lacks (hours on a CPU for `default`;
 # resumable: stored runs are never recomputed). `make book` afterwards renders them.

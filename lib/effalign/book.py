@@ -13,6 +13,15 @@ Executed notebooks are written to ``book/executed/`` (git-ignored), which the ta
 (``_toc.yml``) points at; Jupyter Book 1 then renders the repository root to ``_build/html``
 with execution switched off, offline.
 
+A build never publishes a broken or stale chapter. Notebooks are executed into a temporary folder
+beside ``book/executed/`` and moved in only when every one of them succeeded (a failed notebook is
+kept in ``_build/failed/`` for inspection, and ``book/executed/`` stays as it was). Each executed
+notebook carries a :class:`BuildStamp` in its metadata (``metadata.effalign``: the git commit it
+was executed from, whether the working tree had uncommitted changes, the profile). Before
+rendering, :func:`check_executed` refuses (:class:`BookError`, a non-zero exit of
+``python -m effalign book``) a chapter that is missing, shows an error output or a traceback, or
+was executed from another commit or profile than the build's.
+
 Each notebook receives only the names its ``parameters`` cell declares (so ``common`` may hold
 values for several notebooks); ``overrides`` replace profile values for one build (the tests
 point ``store`` at a throwaway directory). In the executed copies the original parameters cell
@@ -25,10 +34,15 @@ throwaway copy can be rendered (tests). The grids a profile's notebooks run are 
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +52,47 @@ from .data import repo_dir
 
 NOTEBOOK_DIR = "notebooks"
 EXECUTED_DIR = "book/executed"
+FAILED_DIR = "_build/failed"
+#: key of the build stamp in an executed notebook's metadata
+STAMP_KEY = "effalign"
+
+
+class BookError(RuntimeError):
+    """The book cannot be built: a notebook failed, or the executed chapters are broken or stale."""
+
+
+@dataclass(frozen=True)
+class BuildStamp:
+    """What a notebook was executed from (stored in its metadata under ``effalign``)."""
+
+    #: the repository's git commit (``git rev-parse HEAD``); None outside a git checkout
+    commit: str | None
+    #: True when tracked or untracked (not ignored) files differed from that commit
+    dirty: bool
+    #: the parameter profile's name (``params/<profile>.yaml``)
+    profile: str
+
+
+def git_state(root: Path) -> tuple[str | None, bool]:
+    """``(commit, dirty)`` of the checkout at ``root``; ``(None, False)`` when it is not one."""
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+
+    try:
+        head = git("rev-parse", "HEAD")
+    except FileNotFoundError:  # no git on this machine
+        return None, False
+    if head.returncode != 0:
+        return None, False
+    status = git("status", "--porcelain")
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def build_stamp(profile: str, root: Path | None = None) -> BuildStamp:
+    """The stamp a build of ``profile`` from ``root``'s current commit gives its notebooks."""
+    root = root or repo_dir()
+    commit, dirty = git_state(root)
+    return BuildStamp(commit=commit, dirty=dirty, profile=load_profile(profile, root)["profile"])
 
 
 def load_profile(profile: str, root: Path | None = None) -> dict[str, Any]:
@@ -70,10 +125,28 @@ KERNEL_ENV = {**OFFLINE_ENV, "TQDM_DISABLE": "1"}
 def notebook_parameters(profile: dict[str, Any], name: str, declared: set[str] | None = None,
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """``common`` updated by ``notebooks.<name>`` and ``overrides``, plus ``profile``; restricted to
-    ``declared`` (the names of the notebook's parameters cell) when given."""
+    ``declared`` (the names of the notebook's parameters cell) when given. A dotted override
+    (``gpu_dpo.fraction``) changes one entry inside a mapping parameter and keeps the rest."""
+    import copy
+
     params = dict(profile.get("common") or {})
     params.update((profile.get("notebooks") or {}).get(name) or {})
-    params.update(overrides or {})
+    overrides = overrides or {}
+    params.update({k: v for k, v in overrides.items() if "." not in k})
+    for key, value in overrides.items():
+        if "." not in key:
+            continue
+        head, *path = key.split(".")
+        if head not in params:
+            continue  # not this notebook's parameter (the caller checks that some notebook has it)
+        params[head] = target = copy.deepcopy(params[head])
+        for part in path[:-1]:
+            if not isinstance(target, dict):
+                raise BookError(f"parameter {key!r}: {head} has no mapping at {part!r}")
+            target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise BookError(f"parameter {key!r}: the value at {'.'.join([head, *path[:-1]])} is not a mapping")
+        target[path[-1]] = value
     params["profile"] = profile["profile"]
     if declared is not None:
         params = {k: v for k, v in params.items() if k in declared}
@@ -119,7 +192,13 @@ def _tidy_parameter_cells(path: Path, params: dict[str, Any]) -> None:
 def execute_notebooks(profile: str, root: Path | None = None, only: list[str] | None = None,
                       out_dir: Path | None = None, timeout: int | None = None,
                       overrides: dict[str, Any] | None = None) -> list[Path]:
-    """Execute the notebooks in ``notebooks/`` with papermill; raises on any cell error.
+    """Execute the notebooks in ``notebooks/`` with papermill into ``out_dir`` (``book/executed/``).
+
+    All or nothing: the notebooks are executed into a temporary folder beside ``out_dir`` and
+    moved into it only when every one succeeded; on a failure :class:`BookError` names the
+    notebook, the cell and the error, ``out_dir`` keeps its previous contents and the failed
+    notebook is kept in ``_build/failed/``. Each executed notebook is stamped with the commit
+    and profile (:class:`BuildStamp`). ``only`` restricts the build to some notebooks (stems).
 
     ``timeout`` limits each cell (seconds; None: no limit, since a cell may train a whole grid).
     Returns the executed notebooks' paths; ``execute_notebooks.timings`` holds the seconds per
@@ -146,30 +225,141 @@ def execute_notebooks(profile: str, root: Path | None = None, only: list[str] | 
                 os.environ[k] = v
 
 
+def _failure(nb: Path, err: Exception) -> str:
+    """One line on why papermill failed: the cell and the exception, without the traceback."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename is not None:
+        cell = getattr(err, "exec_count", None) or getattr(err, "cell_index", "?")
+        return f"{nb.name} failed in cell [{cell}]: {ename}: {evalue}"
+    return f"{nb.name} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
 def _execute(root: Path, prof: dict[str, Any], out_dir: Path, only: list[str] | None, timeout: int | None,
              overrides: dict[str, Any] | None) -> list[Path]:
     import papermill as pm
 
-    written = []
+    commit, dirty = git_state(root)
+    stamp = BuildStamp(commit=commit, dirty=dirty, profile=prof["profile"])
+    notebooks = [nb for nb in sorted((root / NOTEBOOK_DIR).glob("*.ipynb")) if not only or nb.stem in only]
+    if only and len(notebooks) < len(set(only)):
+        known = sorted(p.stem for p in (root / NOTEBOOK_DIR).glob("*.ipynb"))
+        raise BookError(f"no notebook named {sorted(set(only) - {nb.stem for nb in notebooks})} in "
+                        f"{root / NOTEBOOK_DIR}; known: {known}")
+    declared = {nb.stem: declared_parameters(nb) for nb in notebooks}
+    unknown = {k.split(".")[0] for k in overrides or {}} - set().union(*declared.values(), {"profile"})
+    if unknown:
+        raise BookError(f"no notebook to execute declares the parameter(s) {sorted(unknown)}; "
+                        f"declared: {sorted(set().union(*declared.values()))}")
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.executing-", dir=out_dir.parent))
     timings: dict[str, float] = {}
-    for nb in sorted((root / NOTEBOOK_DIR).glob("*.ipynb")):
-        if only and nb.stem not in only:
-            continue
-        target = out_dir / nb.name
-        t0 = time.perf_counter()
-        print(f"[book] executing {nb.name} with profile {prof['profile']}", flush=True)
-        params = notebook_parameters(prof, nb.stem, declared_parameters(nb), overrides)
-        pm.execute_notebook(
-            str(nb), str(target), parameters=params,
-            cwd=str(root / NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
-            execution_timeout=timeout,
-        )
-        _tidy_parameter_cells(target, params)
-        timings[nb.stem] = time.perf_counter() - t0
-        print(f"[book] {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
-        written.append(target)
+    try:
+        staged = []
+        for nb in notebooks:
+            target = staging / nb.name
+            t0 = time.perf_counter()
+            print(f"[book] executing {nb.name} with profile {prof['profile']}", flush=True)
+            params = notebook_parameters(prof, nb.stem, declared[nb.stem], overrides)
+            try:
+                pm.execute_notebook(
+                    str(nb), str(target), parameters=params,
+                    cwd=str(root / NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
+                    execution_timeout=timeout,
+                )
+            except Exception as err:  # papermill's error or a kernel that died: keep the evidence
+                kept = root / FAILED_DIR / nb.name
+                if target.exists():
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(target, kept)
+                raise BookError(f"{_failure(nb, err)}\n{out_dir} was left as it was"
+                                + (f"; the failed notebook is {kept}" if target.exists() else "")) from err
+            _tidy_parameter_cells(target, params)
+            _write_stamp(target, stamp, overrides)
+            timings[nb.stem] = time.perf_counter() - t0
+            print(f"[book] {nb.name} done in {timings[nb.stem]:.0f} s", flush=True)
+            staged.append(target)
+        written = []
+        for path in staged:  # every notebook succeeded: move them in
+            final = out_dir / path.name
+            os.replace(path, final)
+            written.append(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     execute_notebooks.timings = timings  # type: ignore[attr-defined]
     return written
+
+
+def _write_stamp(path: Path, stamp: BuildStamp, overrides: dict[str, Any] | None = None) -> None:
+    """Record ``stamp``, the time and the parameters that replaced the profile's in the metadata."""
+    import json
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata[STAMP_KEY] = {**asdict(stamp), "overrides": json.loads(json.dumps(overrides or {}, default=str)),
+                              "executed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    nbformat.write(nb, str(path))
+
+
+def read_stamp(path: Path) -> BuildStamp | None:
+    """The build stamp of an executed notebook (None when it has none)."""
+    import nbformat
+
+    meta = nbformat.read(str(path), as_version=4).metadata.get(STAMP_KEY)
+    if not meta:
+        return None
+    return BuildStamp(commit=meta.get("commit"), dirty=bool(meta.get("dirty")), profile=meta.get("profile", ""))
+
+
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
+
+
+def notebook_problems(path: Path) -> list[str]:
+    """Why an executed notebook must not be published: error outputs, tracebacks printed to a
+    stream, or papermill's record of an exception (empty when it is sound)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    problems = []
+    if (nb.metadata.get("papermill") or {}).get("exception"):
+        problems.append(f"{path.name}: papermill recorded an exception during its execution")
+    for i, cell in enumerate(nb.cells):
+        where = f"{path.name}, cell {i} ([{cell.get('execution_count') or ' '}])"
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                problems.append(f"{where} shows an error: {out.get('ename')}: {out.get('evalue')}")
+            elif out.get("output_type") == "stream" and TRACEBACK.search(out.get("text", "")):
+                problems.append(f"{where} prints a traceback")
+    return problems
+
+
+def toc_notebooks(root: Path) -> list[str]:
+    """The executed chapters the table of contents (``_toc.yml``) lists, as names."""
+    toc = (root / "_toc.yml").read_text()
+    return re.findall(rf"file:\s*{re.escape(EXECUTED_DIR)}/(\S+?)(?:\.ipynb)?\s*$", toc, flags=re.MULTILINE)
+
+
+def check_executed(root: Path, stamp: BuildStamp) -> list[str]:
+    """Problems that forbid rendering ``root``'s executed chapters with a build of ``stamp``: a
+    chapter of the table of contents missing, broken (:func:`notebook_problems`), unstamped, or
+    executed from another profile or commit. Empty when the book may be rendered."""
+    problems = []
+    short = (stamp.commit or "none")[:10]
+    for name in toc_notebooks(root):
+        path = root / EXECUTED_DIR / f"{name}.ipynb"
+        if not path.exists():
+            problems.append(f"{EXECUTED_DIR}/{name}.ipynb is missing")
+            continue
+        problems += notebook_problems(path)
+        got = read_stamp(path)
+        if got is None:
+            problems.append(f"{path.name} has no build stamp (executed by an older build: commit and profile unknown)")
+            continue
+        if got.profile != stamp.profile:
+            problems.append(f"{path.name} was executed with profile {got.profile!r}, not {stamp.profile!r}")
+        if got.commit != stamp.commit:
+            problems.append(f"{path.name} was executed at commit {(got.commit or 'none')[:10]}, "
+                            f"the repository is at {short}")
+    return problems
 
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml")
@@ -193,24 +383,45 @@ def stage_book(dest: Path, executed: Path, root: Path | None = None) -> Path:
     return dest
 
 
-def render(root: Path | None = None) -> Path:
-    """Render the book with Jupyter Book 1 (offline, no execution) into ``<root>/_build/html``."""
+def render(root: Path | None = None, stamp: BuildStamp | None = None) -> Path:
+    """Render the book with Jupyter Book 1 (offline, no execution) into ``<root>/_build/html``.
+
+    With ``stamp``, first refuses (:class:`BookError`) executed chapters that
+    :func:`check_executed` rejects for that build."""
     root = root or repo_dir()
+    if stamp is not None:
+        problems = check_executed(root, stamp)
+        if problems:
+            raise BookError(
+                f"refusing to render the book (profile {stamp.profile!r}, commit {(stamp.commit or 'none')[:10]}):\n  "
+                + "\n  ".join(problems)
+                + f"\nExecute the notebooks again: python -m effalign book --profile {stamp.profile}")
+        if stamp.dirty or any((read_stamp(root / EXECUTED_DIR / f"{n}.ipynb") or stamp).dirty
+                              for n in toc_notebooks(root)):
+            print("[book] note: the working tree has uncommitted changes; the chapters show the state of "
+                  "the files, not only of the commit", flush=True)
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb), "build", str(root), "--builder", "html"]
-    subprocess.run(cmd, check=True, cwd=root, env={**os.environ, **OFFLINE_ENV})
+    done = subprocess.run(cmd, cwd=root, env={**os.environ, **OFFLINE_ENV})
+    if done.returncode != 0:
+        raise BookError(f"jupyter-book build failed (exit {done.returncode}); its messages are above")
     html = root / "_build" / "html"
     if not (html / "index.html").exists():
-        raise RuntimeError(f"Jupyter Book ran but {html / 'index.html'} is missing")
+        raise BookError(f"Jupyter Book ran but {html / 'index.html'} is missing")
     return html
 
 
-def build_book(profile: str = "default", execute: bool = True) -> Path:
+def build_book(profile: str = "default", execute: bool = True, only: list[str] | None = None,
+               overrides: dict[str, Any] | None = None) -> Path:
+    """Execute the notebooks with ``profile`` (unless ``execute`` is False; ``only`` some of them,
+    ``overrides`` replacing profile values) and render the book, refusing chapters that are broken
+    or come from another commit or profile (:class:`BookError`)."""
     root = repo_dir()
+    stamp = build_stamp(profile, root)
     t0 = time.perf_counter()
     if execute:
-        execute_notebooks(profile, root)
+        execute_notebooks(profile, root, only=only, overrides=overrides)
     t1 = time.perf_counter()
-    html = render(root)
+    html = render(root, stamp)
     print(f"[book] notebooks {t1 - t0:.0f} s, rendering {time.perf_counter() - t1:.0f} s; HTML in {html}")
     return html

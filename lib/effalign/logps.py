@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .models import cache_dir
+from .progress import auto_progress
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,8 @@ def reference_logps(
 
     ``policy`` is a policy name (loaded with :func:`effalign.models.load_policy`, bf16) or a
     ``(model, tokenizer)`` tuple. Cached values are reused; only missing pairs are run, in
-    length-grouped batches with a progress bar.
+    length-grouped batches with a progress bar (for more than 64 pairs on a terminal, never in a
+    notebook: :func:`effalign.progress.auto_progress`; ``progress`` True/False forces it).
     """
     if isinstance(policy, str):
         from .models import load_policy
@@ -319,7 +321,7 @@ def reference_logps(
         was_training = model.training
         model.eval()
         batches = length_sorted_batches([t.n_tokens for t in tokenized], batch_size)
-        show = progress if progress is not None else len(todo) > 64
+        show = auto_progress(progress, len(todo) > 64)
         new: dict[str, tuple[float, float]] = {}
         for idx in tqdm(batches, desc="reference log-probs", disable=not show, unit="batch"):
             batch = pair_batch([tokenized[j] for j in idx], tokenizer.pad_token_id)

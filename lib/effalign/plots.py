@@ -429,3 +429,207 @@ def plot_claims(headline: Any, *, title: str | None = None) -> Any:
         ax.set_title(f"{track}: contrasts, 95% intervals, margins shaded" if track else "claims")
     fig.suptitle(title or "The paper's claims: each contrast against its rule")
     return fig
+
+
+# ---------------------------------------------------------------------------
+# the ISA pipeline on a real selection, and smoothed training curves (issue 17)
+# ---------------------------------------------------------------------------
+
+
+def _gaussian_ellipse(ax: Any, mean: Any, cov: Any, color: Any, n_std: float, **kw: Any) -> None:
+    """The ``n_std`` contour of a 2-D Gaussian (mean, 2x2 covariance) as an ellipse."""
+    import numpy as np
+    from matplotlib.patches import Ellipse
+
+    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=float))
+    vals = np.clip(vals, 0.0, None)
+    angle = float(np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1])))
+    ax.add_patch(Ellipse(tuple(mean), 2 * n_std * np.sqrt(vals[-1]), 2 * n_std * np.sqrt(vals[0]), angle=angle,
+                         fill=False, edgecolor=color, **kw))
+
+
+def _component_cov_2d(mixture: Any, k: int) -> Any:
+    """Covariance of component ``k`` of a fitted GaussianMixture in its first two feature dimensions."""
+    import numpy as np
+
+    kind, cov = mixture.covariance_type, mixture.covariances_
+    if kind == "full":
+        return np.asarray(cov[k])[:2, :2]
+    if kind == "tied":
+        return np.asarray(cov)[:2, :2]
+    if kind == "diag":
+        return np.diag(np.asarray(cov[k])[:2])
+    return np.eye(2) * float(cov[k])  # spherical
+
+
+def plot_isa_pipeline(sampler: Any, embeddings: Any, *, n_rows: int = 40, title: str | None = None) -> Any:
+    """ISA step by step on one real selection: embeddings -> features -> mixture -> scores ->
+    per-component budget (a second title line names the steps). Returns the Figure.
+
+    ``sampler``: a fitted :class:`effalign.samplers.ISASampler` (after ``select``);
+    ``embeddings``: the pool's ``{"prompt", "chosen", "rejected"}`` embeddings
+    (:func:`effalign.embed.pair_embeddings`, the same cached vectors ISA read).
+
+    1. a heat map of ``n_rows`` pairs (drawn with seed 0, sorted by component) as ISA's raw input,
+       ``[e(prompt), e(chosen) - e(rejected)]``;
+    2. the share of variance kept by each principal component after standardising;
+    3. the pool in the first two feature dimensions by component, with each component's 1 and 2
+       standard-deviation contours;
+    4. the score of every pair by component, a dashed line at the lowest score ISA took there;
+    5. per component: share of the pool, mixture weight and share of the budget, with counts.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    labels = np.asarray(sampler.labels_)
+    n_comp = int(sampler.n_components)
+    colors = sns.color_palette("colorblind", n_colors=max(n_comp, 2))
+    fig = plt.figure(figsize=(9, 12), constrained_layout=True)
+    grid = fig.add_gridspec(3, 2, height_ratios=[1.0, 1.1, 1.1])
+    axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]),
+            fig.add_subplot(grid[2, 0]), fig.add_subplot(grid[2, 1])]
+
+    # 1 embeddings
+    ax = axes[0]
+    prompt = np.asarray(embeddings["prompt"], dtype=float)
+    diff = np.asarray(embeddings["chosen"], dtype=float) - np.asarray(embeddings["rejected"], dtype=float)
+    raw = np.concatenate([prompt, diff], axis=1)
+    n = raw.shape[0]
+    rows = np.sort(np.random.default_rng(0).choice(n, size=min(n_rows, n), replace=False))
+    rows = rows[np.argsort(labels[rows], kind="stable")]
+    lim = float(np.quantile(np.abs(raw[rows]), 0.99)) or 1.0
+    image = ax.imshow(raw[rows], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    ax.axvline(prompt.shape[1] - 0.5, color="black", lw=0.8)
+    fig.colorbar(image, ax=ax, shrink=0.9, label="coordinate\n(unit-length vectors)")
+    ax.set_xlabel(f"dimension (1–{prompt.shape[1]}: prompt, then chosen − rejected)")
+    ax.set_ylabel(f"{len(rows)} of {n} pairs (by component)")
+    ax.set_title("1. Embeddings (MiniLM)")
+
+    # 2 features
+    ax = axes[1]
+    pca = getattr(sampler, "pca_", None)
+    if pca is None:
+        _empty(ax, "PCA (ISA ran without one)")
+    else:
+        share = np.asarray(pca.explained_variance_ratio_) * 100
+        ax.bar(np.arange(1, share.size + 1), share, color="0.55", width=0.8, label="per component")
+        ax.plot(np.arange(1, share.size + 1), np.cumsum(share), color="black", lw=1.2, marker=".",
+                label=f"cumulative ({np.sum(share):.0f}% kept)")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize="small", frameon=False, loc="lower right")
+    ax.set_xlabel(f"principal component (of {raw.shape[1]} dimensions)")
+    ax.set_ylabel("variance explained (%)")
+    ax.set_title("2. Features: standardise, PCA")
+
+    # 3 mixture
+    ax = axes[2]
+    Z = np.asarray(sampler.features_, dtype=float)
+    Z2 = Z[:, :2] if Z.shape[1] >= 2 else np.pad(Z, ((0, 0), (0, 2 - Z.shape[1])))
+    mixture = sampler.mixture_
+    for k in range(n_comp):
+        members = labels == k
+        ax.scatter(Z2[members, 0], Z2[members, 1], s=9, alpha=0.45, color=colors[k], linewidths=0,
+                   label=f"component {k} (weight {mixture.weights_[k]:.2f})")
+        if Z.shape[1] >= 2:
+            for n_std, ls in ((1, "-"), (2, "--")):
+                _gaussian_ellipse(ax, np.asarray(mixture.means_[k])[:2], _component_cov_2d(mixture, k), colors[k],
+                                  n_std, lw=1.4, ls=ls)
+    ax.legend(fontsize="small", frameon=False, loc="best", markerscale=2)
+    ax.set_xlabel("feature 1 (PC 1, standardised units)")
+    ax.set_ylabel("feature 2 (PC 2, standardised units)")
+    ax.set_title("3. Two-component Gaussian mixture")
+
+    # 4 scores
+    ax = axes[3]
+    scores = np.asarray(sampler.scores_, dtype=float)
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.asarray(sampler.selected_, dtype=int)] = True
+    bins = np.histogram_bin_edges(scores[np.isfinite(scores)], bins=30)
+    for k in range(n_comp):
+        members = labels == k
+        ax.hist(scores[members], bins=bins, histtype="step", lw=1.4, color=colors[k], label=f"component {k}")
+        taken = scores[members & chosen]
+        if taken.size:
+            ax.axvline(float(taken.min()), color=colors[k], ls="--", lw=1.1, label=f"lowest pick, component {k}")
+    score_name = getattr(sampler, "score", "score")
+    units = {"surprisal": "surprisal −log p(x) (nats)", "entropy": "assignment entropy (nats)",
+             "mixed": "surprisal + entropy (z-scores)"}
+    ax.set_xlabel(units.get(score_name, str(score_name)))
+    ax.set_ylabel("pairs (count)")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small", frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.set_title(f"4. Scores: the highest {score_name}\nin each component is taken")
+
+    # 5 per-component budget
+    ax = axes[4]
+    budget = np.asarray(sampler.component_budget_, dtype=float)
+    sizes = np.bincount(labels, minlength=n_comp).astype(float)
+    width = 0.26
+    xs = np.arange(n_comp)
+    bars = (("share of the pool", sizes / max(sizes.sum(), 1), "0.7", sizes),
+            ("mixture weight", np.asarray(mixture.weights_, dtype=float), "0.4", None),
+            ("share of the budget", budget / max(budget.sum(), 1), None, budget))
+    for j, (name, values, color, counts) in enumerate(bars):
+        drawn = ax.bar(xs + (j - 1) * width, values * 100, width,
+                       color=color if color else [colors[k] for k in range(n_comp)], label=name)
+        if counts is not None:
+            ax.bar_label(drawn, labels=[f"{int(c):,}" for c in counts], fontsize="small", padding=2)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"component {k}" for k in range(n_comp)])
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("share (%; numbers on bars: pairs)")
+    ax.set_xlabel("mixture component")
+    ax.legend(fontsize="small", frameon=False, loc="upper right")
+    ax.set_title(f"5. Per-component budget:\n{int(budget.sum()):,} of {n:,} pairs")
+    fig.suptitle((title or "ISA step by step") + "\nembeddings → features → mixture → scores → per-component budget")
+    return fig
+
+
+def ema(values: Any, span: int) -> Any:
+    """Exponential moving average with ``alpha = 2 / (span + 1)``, started at the first value."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    out = np.empty_like(values)
+    alpha = 2.0 / (span + 1.0)
+    acc = np.nan
+    for i, v in enumerate(values):
+        acc = v if i == 0 or not np.isfinite(acc) else alpha * v + (1 - alpha) * acc
+        out[i] = acc
+    return out
+
+
+def plot_loss_smoothed(curves: Any, ax: Any = None, *, x: str = "step", span: int = 10,
+                       title: str | None = None) -> Any:
+    """DPO training loss per run: every step's loss as a faint point, and its exponential moving
+    average over ``span`` steps as a line (stated in the legend); ``x``: step, epoch or seconds.
+    Input: the tidy frame of ``loss_curves`` (``label``, ``seed``, ``step``, ``loss``...)."""
+    import numpy as np
+    import seaborn as sns
+
+    ax = _axes(ax)
+    xlabels = {"step": "optimiser step", "epoch": "epoch (passes over the training pairs)",
+               "seconds": "training time (seconds)"}
+    if curves is None or len(curves) == 0:
+        _empty(ax, "loss curves")
+    else:
+        runs = list(dict.fromkeys(zip(curves["label"], curves["seed"])))
+        colors = sns.color_palette("colorblind", n_colors=max(len(runs), 1))
+        for (label, seed), color in zip(runs, colors):
+            run = curves[(curves["label"] == label) & (curves["seed"] == seed)].sort_values("step")
+            name = label if curves["seed"].nunique() == 1 else f"{label}, seed {seed}"
+            ax.scatter(run[x], run["loss"], s=9, color=color, alpha=0.35, linewidths=0)
+            ax.plot(run[x], ema(run["loss"].to_numpy(), span), color=color, lw=2.0, label=name)
+        ax.scatter([], [], s=9, color="0.5", alpha=0.6, label="points: each step")
+        lo, hi = np.nanmin(curves["loss"]), np.nanmax(curves["loss"])
+        pad = 0.05 * max(hi - lo, 1e-3)
+        ax.set_ylim(min(lo, 0.6931) - pad, max(hi, 0.6931) + pad)
+        ax.legend(title=f"run (lines: moving average, {span} steps)", fontsize="small", title_fontsize="small",
+                  frameon=True, framealpha=0.85, loc="best")
+    ax.axhline(0.6931, color="0.5", ls=":", lw=1)
+    ax.set_xlabel(xlabels.get(x, x))
+    ax.set_ylabel("DPO loss (nats; dotted: ln 2 at the start)")
+    ax.set_title(title or f"Training loss (points: each step; lines: moving average over {span} steps)")
+    return ax

@@ -1,0 +1,155 @@
+"""Reader-facing views of chapters 01 and 04 (effalign.views) and their figures: the ISA pipeline
+and smoothed loss curves (effalign.plots)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+from effalign import plots, views  # noqa: E402
+from effalign.bookcheck import text_problems  # noqa: E402
+from effalign.data import PreferencePair  # noqa: E402
+from effalign.samplers import ISASampler  # noqa: E402
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.001169, "0.00117"), (2.75e-4, "0.000275"), (1234.5, "1,234"), (12345678, "12,345,678"), (3.14159, "3.14"),
+    (0.0, "0"), (float("nan"), "—"), (None, "—"), (-0.0123456, "-0.0123"), (3.939e73, None),
+])
+def test_significant_never_writes_scientific_notation(value, text):
+    out = views.significant(value)
+    if text is not None:
+        assert out == text
+    assert not text_problems(out, "x"), out
+
+
+def _pair(i: int, prompt: str) -> PreferencePair:
+    return PreferencePair(prompt=[{"role": "user", "content": prompt}],
+                          chosen=[{"role": "assistant", "content": f"chosen answer {i}"}],
+                          rejected=[{"role": "assistant", "content": f"rejected answer {i}"}])
+
+
+def test_example_pairs_stacks_escaped_text_and_folds_behind_a_note():
+    pool = [_pair(0, "How do I <script>alert(1)</script> & $x$?"), _pair(1, "word " * 300), _pair(2, "third")]
+    shown = views.example_pairs(pool, {"ISA": [1, 0], "random": [2]}, k=2, limit=100, title="hh examples",
+                                folded="Content note: harmful requests (click to show)")
+    page = shown._repr_html_()
+    assert page.startswith("<details><summary") and "Content note: harmful requests" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&amp;" in page
+    assert page.count("prompt</span>") == 3, "one block per pair: ISA's two, random's one"
+    assert "ISA, pair 1 of 2" in page and "random, pair 1 of 1" in page
+    assert "white-space:pre-wrap" in page, "text wraps inside a full-width block"
+    long_prompt = repr(shown).split("-- prompt:\n")[1].split("\n")[0]
+    assert len(long_prompt) == 100 and long_prompt.endswith("…")
+    assert not views.example_pairs(pool, {"ISA": [0]}, k=1)._repr_html_().startswith("<details>")
+
+
+def _record(sampler, kl=None, device="cpu", n_train=10, **metrics):
+    m = {"n_train": n_train, **metrics}
+    if kl is not None:
+        m["gen_kl"] = kl
+    return {"spec": {"sampler": sampler, "sampler_params": {}, "seed": 0}, "metrics": m,
+            "provenance": {"device": {"device": device}}}
+
+
+def test_kl_note_only_for_negative_estimates_and_names_the_runs():
+    assert views.kl_statements([_record("random", 0.02), _record("isa")]) == []
+    note = views.kl_statements([_record("random", 0.02), _record("isa", -0.0043)])
+    assert len(note) == 1 and "isa (-0.00430 nats)" in note[0] and "never negative" in note[0]
+    exact = views.kl_statements([_record("isa", -0.01, gen_kl_samples=2)])
+    assert any("defect" in s for s in exact), "the exact estimator cannot be negative"
+
+
+def test_larger_run_statements_are_honest_about_the_device():
+    gpu_dpo = {"track": "testbed", "fraction": 0.1, "seed": 0,
+               "cuda": {"model": "smollm2-135m-instruct", "train": {"lora": False, "epochs": 2, "learning_rate": 1e-6}},
+               "cpu": {"model": "smollm2-135m-instruct", "experiment": "testbed_subsets", "data": {}, "train": {}}}
+    train = {"lora": True, "epochs": 1, "learning_rate": 5e-4, "batch_size": 8}
+    records = [_record("full", n_train=300), _record("isa", n_train=30)]
+    cpu = views.larger_run_statements(gpu_dpo, train, records, "cpu", gpu_pool=2165)
+    assert "not a larger run" in cpu[0] and "300 pairs" in cpu[0] and "30 pairs" in cpu[0]
+    assert "LoRA adapters" in cpu[0]
+    assert "2,165 pairs" in cpu[1] and "full fine-tuning" in cpu[1] and "learning rate 0.000001" in cpu[1]
+    gpu = views.larger_run_statements(gpu_dpo, train, [_record("full", device="cuda", n_train=2165)], "cuda")
+    assert len(gpu) == 1 and gpu[0].startswith("These are the larger runs")
+
+
+def test_cost_view_has_units_and_no_scientific_notation():
+    cost = pd.DataFrame({"label": ["full", "isa"], "n_train": [300, 30], "device_name": ["CPU: x", "CPU: x"],
+                         "run_s": [4210.0, 420.5], "train_s": [3000.0, 301.2], "device_hours": [1.169, 0.0001222],
+                         "tokens": [1234567, 123456], "tokens_per_s": [411.5, 409.9], "peak_gib": [3.2, 3.3]})
+    page = views.cost_view(cost).to_html()
+    assert "device-hours (h)" in page and "peak memory (GiB)" in page and "1,234,567" in page
+    assert "0.000122" in page
+    assert not [p for p in text_problems(page, "cost") if "scientific" in p]
+    assert "device" not in views.cost_view(cost).data.columns, "one device: named in the text, not in every row"
+    assert "device" in views.cost_view(cost.assign(device_name=["CPU: x", "GPU: y"])).data.columns
+
+
+@pytest.fixture(scope="module")
+def fitted_isa():
+    rng = np.random.default_rng(0)
+    n, d = 120, 16
+    centre = np.where(np.arange(n)[:, None] < 70, 1.0, -1.0)
+    emb = {part: rng.normal(size=(n, d)) * 0.3 + centre * (0.5 if part == "prompt" else 0.1)
+           for part in ("prompt", "chosen", "rejected")}
+    raw = np.concatenate([emb["prompt"], emb["chosen"] - emb["rejected"]], axis=1)
+    isa = ISASampler(dim=8, n_init=1)
+    isa.select(raw, 12, seed=0)
+    return isa, emb
+
+
+def test_isa_pipeline_figure_shows_the_five_steps(fitted_isa):
+    isa, emb = fitted_isa
+    fig = plots.plot_isa_pipeline(isa, emb, n_rows=30)
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    titles = [ax.get_title() for ax in axes]
+    assert [t.split(".")[0] for t in titles] == ["1", "2", "3", "4", "5"], titles
+    for ax in axes:
+        assert ax.get_xlabel().strip() and ax.get_ylabel().strip(), ax.get_title()
+    assert "embeddings → features → mixture → scores → per-component budget" in fig._suptitle.get_text()
+    image = axes[0].images[0].get_array()
+    assert image.shape == (30, 32), "30 pairs by [prompt, chosen - rejected] dimensions"
+    assert sum(isinstance(p, Ellipse) for p in axes[2].patches) == 2 * isa.n_components
+    assert len(axes[3].lines) == isa.n_components, "one threshold line per component that got budget"
+    budget_bars = axes[4].containers[2]
+    shares = [bar.get_height() for bar in budget_bars]
+    assert sum(shares) == pytest.approx(100.0)
+    assert f"{int(np.sum(isa.component_budget_))} of 120 pairs" in titles[4]
+    assert fig._suptitle.get_text().startswith("ISA step by step\n")
+    plt.close(fig)
+
+
+def test_ema_and_smoothed_loss_plot():
+    values = np.array([1.0, 0.0, 0.0, 0.0])
+    smoothed = plots.ema(values, span=3)  # alpha 0.5
+    np.testing.assert_allclose(smoothed, [1.0, 0.5, 0.25, 0.125])
+    steps = np.arange(1, 41)
+    noise = np.random.default_rng(0).normal(0, 0.05, size=40)
+    curves = pd.DataFrame({"label": ["full (40 pairs)"] * 40, "seed": 0, "step": steps, "epoch": steps / 40,
+                           "loss": 0.69 - 0.004 * steps + noise, "seconds": steps * 1.5})
+    ax = plots.plot_loss_smoothed(curves, span=8)
+    assert len(ax.collections[0].get_offsets()) == 40, "every step as a point"
+    line = next(l for l in ax.lines if l.get_label() == "full (40 pairs)")
+    assert ax.get_legend().get_title().get_text() == "run (lines: moving average, 8 steps)"
+    ys = line.get_ydata()
+    assert ys[-1] < ys[0] and np.std(np.diff(ys)) < np.std(np.diff(curves["loss"])), "smoother than the raw loss"
+    assert "moving average over 8 steps" in ax.get_title()
+    assert ax.get_xlabel() and ax.get_ylabel()
+    plt.close(ax.figure)
+    said = views.loss_statements(curves, span=8)
+    assert len(said) == 1 and said[0].startswith("full (40 pairs): over 40 steps the moving average fell from ")
+    assert "standard deviation of" in said[0]
+    rising = views.loss_statements(curves.assign(loss=curves["loss"][::-1].to_numpy(), seed=0), span=8)
+    assert " rose from " in rising[0]
+    assert views.loss_statements(curves.iloc[:0]) == ["No training curves are stored for these runs."]
+    empty = plots.plot_loss_smoothed(pd.DataFrame(columns=curves.columns))
+    assert empty.texts and "no loss curves yet" in empty.texts[0].get_text()
+    plt.close(empty.figure)
