@@ -1,6 +1,6 @@
 """Worker of tests/test_distributed.py: DPO on a tiny model in each process of a launch (or alone).
 
-``python tests/distributed_worker.py MODEL_DIR OUT_DIR`` trains three settings on the same eight pairs
+``python tests/distributed_worker.py MODEL_DIR OUT_DIR [SETTING,…]`` trains three settings on the same eight pairs
 and writes ``OUT_DIR/rank<RANK>.json`` with each setting's loss curve, metrics and per-tensor sums
 of the trained weights. Run alone it is the single-process reference; under ``accelerate launch`` or
 ``torchrun`` every process writes its own file.
@@ -43,8 +43,8 @@ def make_pairs(n: int = 8) -> list[PreferencePair]:
     ]
 
 
-def train_settings(model_dir: str) -> dict[str, Any]:
-    """Train every setting from the same initial weights; what each produced."""
+def train_settings(model_dir: str, names: list[str] | None = None) -> dict[str, Any]:
+    """Train every setting (or those in ``names``) from the same initial weights; what each produced."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(1)
@@ -54,6 +54,8 @@ def train_settings(model_dir: str) -> dict[str, Any]:
     default_autocast = logps.autocast_default
     try:
         for name, (config, float32) in SETTINGS.items():
+            if names and name not in names:
+                continue
             logps.autocast_default = (lambda model: False) if float32 else default_autocast
             model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
             ref = logps.reference_logps(pairs, (model, tokenizer), config=config.tokenize, cache=False, progress=False)
@@ -71,5 +73,5 @@ def train_settings(model_dir: str) -> dict[str, Any]:
 
 if __name__ == "__main__":
     model_dir, out_dir = sys.argv[1], Path(sys.argv[2])
-    result = train_settings(model_dir)
+    result = train_settings(model_dir, sys.argv[3].split(",") if len(sys.argv) > 3 else None)
     (out_dir / f"rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(result))

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from effalign import experiment, logps
@@ -23,6 +24,8 @@ from effalign.runs import ResultStore, RunSpec
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 CPU_2PROC = ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
+FSDP = ROOT / "configs" / "accelerate" / "fsdp.yaml"
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 
 
 def free_port() -> int:
@@ -113,6 +116,12 @@ def test_data_parallel_logps_run_inside_the_wrapper(tiny):
     wrapped = data_parallel_logps(Wrapper(model), batch, model)
     assert calls == [["attention_mask", "input_ids", "target_mask"]]
     assert wrapped.tolist() == direct.tolist() and "forward" not in model.__dict__
+    # no wrapper, but hooks on the model itself (as FSDP2 installs them): they run too
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: calls.append("hook"), with_kwargs=True)
+    try:
+        assert data_parallel_logps(model, batch, model).tolist() == direct.tolist() and calls[-1] == "hook"
+    finally:
+        handle.remove()
     patched = model.forward
     model.forward = patched  # as accelerate's autocast patch leaves it: an instance attribute
     data_parallel_logps(Wrapper(model), batch, model)
@@ -157,7 +166,7 @@ def grid_file(model_dir, tmp_path):
         "data": {"source": str(data), "eval_size": 6, "split_seed": 0},
         "model": str(model_dir),
         "samplers": ["random", "longest"],
-        "budgets": [4, 8, "full"],
+        "budgets": [4, "full"],
         "seeds": [0, 1],
         "train": {"epochs": 1, "batch_size": 4, "lora": False, "learning_rate": 1e-3,
                   "max_prompt_tokens": 32, "max_completion_tokens": 16},
@@ -230,7 +239,7 @@ def test_two_shards_run_concurrently_each_cell_once(grid_file, tmp_path):
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, out + err[-4000:]
     keys = {s.key for s in experiment.expand_grid(grid)}
-    assert len(keys) == 10  # 2 samplers x 2 budgets x 2 seeds + the full pool per seed
+    assert len(keys) == 6  # 2 samplers x 1 budget x 2 seeds + the full pool per seed
     written = []
     for i in range(2):
         file = store / f"tiny_grid@shard-{i}-of-2.jsonl"
@@ -240,3 +249,52 @@ def test_two_shards_run_concurrently_each_cell_once(grid_file, tmp_path):
     assert sorted(written) == sorted(keys)  # each cell once, over both files
     assert not (store / "tiny_grid.jsonl").exists()
     assert {r["key"] for r in ResultStore(store).records("tiny_grid")} == keys
+
+
+# --------------------------------------------------------------------------- on a GPU (skipped on CPU machines)
+
+
+@cuda
+def test_cuda_training_evaluation_and_generation(tiny):
+    """The CUDA branch: chosen automatically, bf16 autocast training (full and LoRA) through the fast
+    path, peak memory from torch.cuda, evaluation and generation on the GPU."""
+    from effalign.evaluate import generate, preference_accuracy
+    from effalign.models import tiny_policy
+    from effalign.train import DPOTrainConfig, train_dpo
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from distributed_worker import make_pairs
+
+    pairs = make_pairs()
+    for lora in (False, True):
+        model, tok = tiny_policy(seed=0)
+        model.to("cuda")
+        config = DPOTrainConfig(lora=lora, epochs=2, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0,
+                                max_prompt_tokens=32, max_completion_tokens=16)
+        ref = logps.reference_logps(pairs, (model, tok), config=config.tokenize, cache=False, progress=False)
+        result = train_dpo((model, tok), pairs, config, ref=ref, progress=False)
+        m = result.metrics
+        assert m["device"] == "cuda" and next(result.model.parameters()).is_cuda
+        assert m["first_loss"] == pytest.approx(math.log(2), abs=1e-3) and m["last_loss"] < m["first_loss"]
+        total_mb = torch.cuda.get_device_properties(0).total_memory / 2**20
+        assert 0 < m["peak_memory_mb"] < total_mb and m["pairs_seen"] == 16 and m["processes"] == 1
+        pref = preference_accuracy(result.model, tok, pairs, ref, config=config.tokenize, n_boot=50, progress=False)
+        assert pref.accuracy > 0.5
+        answers = generate(result.model, tok, [p.prompt for p in pairs[:4]], max_new_tokens=8, progress=False)
+        assert len(answers) == 4
+
+
+@cuda
+def test_fsdp_config_trains_on_one_gpu(model_dir, tmp_path):
+    """configs/accelerate/fsdp.yaml with one process: the fast path inside FSDP2's hooks."""
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [str(ACCELERATE), "launch", "--config_file", str(FSDP), "--num_processes", "1", "--main_process_port",
+           str(free_port()), str(ROOT / "tests" / "distributed_worker.py"), str(model_dir), str(out), "full_fast"]
+    env = {**child_env(tmp_path), "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    run = json.loads((out / "rank0.json").read_text())["full_fast"]
+    assert run["metrics"]["device"] == "cuda" and run["metrics"]["pairs_seen"] == 16
+    assert run["losses"][0] == pytest.approx(math.log(2), abs=5e-2)  # FSDP computes in bf16, the reference did not
+    assert run["losses"][-1] < run["losses"][0]

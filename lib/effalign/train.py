@@ -16,8 +16,12 @@ logging) with a small subclass, :class:`FastDPOTrainer`, that
 The loss is TRL's standard ``sigmoid`` DPO loss, ``-log σ(β[(log πθ(yw) − log πref(yw)) −
 (log πθ(yl) − log πref(yl))])``; ``fast_logps=False`` falls back to TRL's own loss code.
 
-Several GPUs: the same code runs under ``accelerate launch`` (TRL's trainer is accelerate-aware),
-e.g. ``accelerate launch --num_processes 4 -m effalign run --grid params/grid_gpu.yaml``.
+Several processes (GPUs, or CPU processes over gloo): the same code runs under ``accelerate launch``
+or ``torchrun`` (TRL's trainer is accelerate-aware), e.g. ``accelerate launch --config_file
+configs/accelerate/multi_gpu.yaml --num_processes 4 -m effalign run --grid GRID.yaml``.
+``batch_size`` is the global batch (split among the processes), the fast path runs inside the
+data-parallel wrapper (:func:`data_parallel_logps`), and pairs, tokens and peak memory are
+summed or maximised over the processes (:func:`data_parallel_counts`).
 """
 
 from __future__ import annotations
@@ -219,14 +223,13 @@ def per_device_batch_size(batch_size: int, processes: int | None = None) -> int:
 def data_parallel_logps(model: Any, batch: Batch, unwrapped: Any) -> torch.Tensor:
     """:func:`~effalign.logps.completion_logps` of a model the trainer may have wrapped.
 
-    A wrapper does its work in its own forward: DDP arms its gradient all-reduce there, FSDP and
-    ZeRO-3 gather sharded weights. So the fast path runs *inside* the wrapper's forward: for this
-    one call, the unwrapped model's ``forward`` (``unwrapped``, from ``accelerator.unwrap_model``)
-    is the completion log-prob function. Unwrapped models are called directly.
+    Wrappers and hooks do their work when the model is called: DDP arms its gradient all-reduce
+    in its forward, FSDP (a wrapper, or FSDP2's hooks on the model itself) and ZeRO-3 gather
+    sharded weights. So the fast path runs *inside* the call of ``model``: for this one call, the
+    unwrapped model's ``forward`` (``unwrapped``, from ``accelerator.unwrap_model``; the model
+    itself when nothing wraps it) is the completion log-prob function.
     """
-    if model is unwrapped:
-        return completion_logps(model, batch)
-    saved = unwrapped.__dict__.get("forward")  # accelerate may have patched forward (autocast)
+    saved = unwrapped.__dict__.get("forward")  # accelerate or TRL may have patched forward
 
     def fast_forward(input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
         return completion_logps(unwrapped, Batch(input_ids, attention_mask, target_mask))
