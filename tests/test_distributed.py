@@ -298,3 +298,18 @@ def test_fsdp_config_trains_on_one_gpu(model_dir, tmp_path):
     assert run["metrics"]["device"] == "cuda" and run["metrics"]["pairs_seen"] == 16
     assert run["losses"][0] == pytest.approx(math.log(2), abs=5e-2)  # FSDP computes in bf16, the reference did not
     assert run["losses"][-1] < run["losses"][0]
+
+
+def test_cli_shard_dry_run_and_bad_shard(grid_file, tmp_path, capsys):
+    from effalign.cli import main
+
+    path, grid = grid_file
+    listed = []
+    for i in range(2):
+        assert main(["run", "--dry-run", "--grid", str(path), "--store", str(tmp_path / "s"), "--shard", f"{i}/2"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert f"shard {i}/2:" in lines[1] and f"@shard-{i}-of-2.jsonl" in lines[2]
+        listed += [line.split()[0] for line in lines[3:]]
+    assert sorted(listed) == sorted(s.key for s in experiment.expand_grid(grid))
+    assert main(["run", "--dry-run", "--grid", str(path), "--shard", "2/2"]) == 2
+    assert "0 <= i < N" in capsys.readouterr().err
