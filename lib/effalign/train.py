@@ -429,6 +429,7 @@ def train_dpo(
             gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
             train_sampling_strategy="random",  # length grouping: LengthBatchedSampler (see FastDPOTrainer)
             dataloader_num_workers=0,
+            ddp_find_unused_parameters=False,  # every trainable weight takes part in the loss: no graph search
         )
         trainer_cls = _make_trainer_class()
         if device.type == "cuda":
