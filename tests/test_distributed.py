@@ -42,11 +42,17 @@ def child_env(tmp_path: Path) -> dict[str, str]:
             "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1"}
 
 
-def launch_two(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def start_two(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    """`accelerate launch` with the two-CPU-process config (started, not awaited)."""
     cmd = [str(ACCELERATE), "launch", "--config_file", str(CPU_2PROC), "--main_process_port", str(free_port()), *args]
-    proc = subprocess.run(cmd, env=child_env(tmp_path), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
+    return subprocess.Popen(cmd, env=child_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 300) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:] + err[-6000:]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +72,10 @@ def test_two_processes_train_like_one(model_dir, tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    launch_two([str(ROOT / "tests" / "distributed_worker.py"), str(model_dir), str(out)], tmp_path)
+    launch = start_two([str(ROOT / "tests" / "distributed_worker.py"), str(model_dir), str(out)], tmp_path)
+    single = train_settings(str(model_dir))  # meanwhile, the same in this one process
+    finish(launch)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    single = train_settings(str(model_dir))
     for name, (config, float32) in SETTINGS.items():
         one, two, other = single[name], ranks[0][name], ranks[1][name]
         assert two["weights"] == other["weights"], f"{name}: the two processes' weights differ (no gradient sync)"
@@ -183,8 +190,8 @@ def test_accelerate_launch_runs_a_grid_with_one_writer(grid_file, tmp_path):
     small = {**grid, "samplers": ["random"], "budgets": [8, "full"], "seeds": [0]}
     path.write_text(yaml.safe_dump(small))
     store = tmp_path / "store"
-    proc = launch_two(["-m", "effalign", "run", "--grid", str(path), "--store", str(store), "--quiet"], tmp_path)
-    assert proc.stdout.count("2 records stored") == 1  # rank 0 reports, rank 1 stays quiet
+    stdout = finish(start_two(["-m", "effalign", "run", "--grid", str(path), "--store", str(store), "--quiet"], tmp_path))
+    assert stdout.count("2 records stored") == 1  # rank 0 reports, rank 1 stays quiet
     lines = (store / "tiny_grid.jsonl").read_text().splitlines()
     assert len(lines) == 2 and sorted(p.name for p in store.iterdir()) == ["tiny_grid.jsonl"]
     keys = {s.key for s in experiment.expand_grid(small)}
