@@ -65,7 +65,8 @@ def train_row(name: str, model_name: str, pairs: list, ref: Any, config: Any, sh
     tokenized, _ = tokenize_pairs(pairs, result.tokenizer, config.tokenize)
     flops = training_flops(shape, tokenized, lora=config.lora, epochs=config.epochs)
     util = mfu(flops, m["wall_s"], peak)
-    return {"setting": name, "batch_size": config.batch_size, "pairs": len(pairs), "steps": m["steps"],
+    return {"setting": name, "batch_size": config.batch_size, "logging_steps": config.logging_steps,
+            "pairs": len(pairs), "steps": m["steps"],
             "tokens": m["tokens"], "wall_s": m["wall_s"], "tokens_per_s": m["tokens_per_s"],
             "pairs_per_s": m["pairs_per_s"], "model_tflops": round(flops / 1e12, 3),
             "achieved_tflops_per_s": round(flops / m["wall_s"] / 1e12, 2),
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=1024)
     parser.add_argument("--batch-sizes", default=None, help="comma-separated global batches (default: the profile's)")
     parser.add_argument("--settings", default="full,lora_qv,lora_all")
+    parser.add_argument("--logging-steps", type=int, default=None,
+                        help="log the loss every n steps (default: the profile's, 1: one GPU sync per step)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak, if not known")
     parser.add_argument("--smoke", action="store_true", help="tiny random model, a few pairs, CPU allowed (tests)")
     parser.add_argument("--out", default=None, help=f"JSON output (default {OUT.relative_to(ROOT)}; smoke: none)")
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     batch_sizes = [int(b) for b in (args.batch_sizes or str(train["batch_size"])).split(",")]
     fields = {k: v for k, v in train.items() if k in DPOTrainConfig.__dataclass_fields__}
     base_config = DPOTrainConfig(**{**fields, "epochs": 1, "max_steps": -1, "warmup_ratio": 0.0})
+    if args.logging_steps:
+        base_config = replace(base_config, logging_steps=args.logging_steps)
     gpu = torch.cuda.get_device_name(0) if cuda else "cpu"
     peak = args.peak_tflops * 1e12 if args.peak_tflops else (device_peak_flops(gpu) if cuda else None)
     if cuda and peak is None:
