@@ -2,6 +2,7 @@
 
 - ``<!-- BEGIN perf -->`` … ``<!-- END perf -->``: tables from ``benchmarks/results/*.json``;
 - ``<!-- BEGIN runs -->`` … ``<!-- END runs -->``: the reference runs from ``results/*.jsonl``;
+- ``<!-- BEGIN gpu -->`` … ``<!-- END gpu -->``: the GPU benchmark and the paper profile's GPU time;
 - ``<!-- BEGIN headline -->`` … ``<!-- END headline -->``: the default profile's grids (the
   findings chapter's claims table and verdicts, from the same functions: effalign.notebook.profile_runs,
   effalign.findings.track_findings / headline_frame / means_frame / claim_statements);
@@ -171,6 +172,38 @@ def rules_section(profile: str = "default") -> str:
     return rules_markdown(plan, list(prof["common"]["tracks"]))
 
 
+def gpu_section(profile: str = "paper") -> str:
+    """The GPU benchmark (benchmarks/bench_gpu.py) and the GPU time of the profile's design computed from it."""
+    g = _load("gpu")
+    if not g or g.get("smoke"):
+        return ("_No GPU benchmark stored yet: on a GPU machine run `python benchmarks/bench_gpu.py` "
+                "(writes `benchmarks/results/gpu.json`), then `python benchmarks/report.py`; the GPU time of the "
+                f"`{profile}` profile is then computed from it here._\n")
+    from effalign.compute import estimate_profile
+
+    lines = [f"**GPU DPO** (`benchmarks/bench_gpu.py`; {g['gpu']}, dense bf16 peak {g['peak_tflops']} TFLOP/s; "
+             f"SmolLM2-135M-Instruct, {g['rows'][0]['pairs']} {g['track']} pairs, at most "
+             f"{g['lengths']['max_prompt_tokens']} prompt + {g['lengths']['max_completion_tokens']} completion tokens)", "",
+             "| setting | batch | tokens/s | model TFLOP/s | MFU | peak memory (MB) |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in g["rows"]:
+        mfu = "–" if r["mfu"] is None else f"{r['mfu']:.1%}"
+        lines.append(f"| {r['setting']} | {r['batch_size']} | {r['tokens_per_s']:,.0f} | {r['achieved_tflops_per_s']:.1f} | "
+                     f"{mfu} | {r['peak_memory_mb']:,.0f} |")
+    f, gen = g["forward"], g["generation"]
+    best = max((r for r in g["rows"] if r["setting"] == "full"), key=lambda r: r["tokens_per_s"], default=None)
+    goal = "" if not best or best["mfu"] is None else (
+        f" Full fine-tuning reaches {best['mfu']:.1%} MFU against the goal of {g['mfu_goal']:.0%}: "
+        + ("met." if best["mfu"] >= g["mfu_goal"] else "not met."))
+    lines += ["", f"Forward (reference and evaluation log-probs): {f['tokens_per_s']:,.0f} tokens/s; greedy generation "
+              f"({gen['prompts']} prompts at once): {gen['tokens_per_s']:,.0f} new tokens/s.{goal}", ""]
+    est = estimate_profile(profile, g)
+    parts = ", ".join(f"{k} {v / 3600:.2f} h" for k, v in est["by_part_s"].items())
+    lines.append(f"GPU time of the `{profile}` profile's design on this GPU, from these rates "
+                 f"(`effalign.compute.estimate_profile`, formula in `params/{profile}.yaml`): "
+                 f"**{est['gpu_hours']:.1f} GPU-hours** for {est['cells']} runs over {est['pools']} pools ({parts}).")
+    return "\n".join(lines) + "\n"
+
+
 def replace_section(text: str, name: str, body: str, file: str = "README.md") -> str:
     pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
     if not pattern.search(text):
@@ -186,6 +219,7 @@ def main() -> int:
     old = {readme: readme.read_text(), methods: methods.read_text()}
     new_readme = replace_section(replace_section(old[readme], "perf", perf_section()), "runs", runs_section())
     new_readme = replace_section(new_readme, "testbed", testbed_section())
+    new_readme = replace_section(new_readme, "gpu", gpu_section())
     new = {readme: replace_section(new_readme, "headline", headline_section()),
            methods: replace_section(old[methods], "rules", rules_section(), "book/methods.md")}
     stale = [path.relative_to(ROOT).as_posix() for path in new if new[path] != old[path]]

@@ -88,7 +88,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import expand_grid, load_grid, run_specs
+    from .experiment import expand_grid, load_grid, parse_shard, run_specs, shard_specs, shard_writer
+    from .runs import ResultStore, is_main_process
 
     if args.threads:
         import torch
@@ -101,13 +102,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         specs.reverse()
     store = args.store or grids[0].get("store") or "results"
     names = ", ".join(g["experiment"] for g in grids)
-    print(f"{len(specs)} runs in {len(grids)} grid(s) (experiments {names}), store {store}")
+    say = print if is_main_process() else (lambda *a, **k: None)  # one report per multi-process launch
+    say(f"{len(specs)} runs in {len(grids)} grid(s) (experiments {names}), store {store}")
+    writer = args.writer
+    if args.shard:
+        shard, count = parse_shard(args.shard)
+        specs = shard_specs(specs, shard, count)
+        writer = writer or shard_writer(shard, count)
+        say(f"shard {shard}/{count}: {len(specs)} of these runs")
+    if writer:
+        say(f"this runner appends to {store}/<experiment>@{writer}.jsonl (reading merges every file)")
+    result_store = ResultStore(store, writer=writer)
     if args.dry_run:
         for s in specs:
-            print(s.key, s.sampler, s.budget, s.seed)
+            say(s.key, s.sampler, s.budget, s.seed)
         return 0
-    records = run_specs(specs, store, progress=not args.quiet)
-    print(f"{len(records)} records stored in {store}")
+    records = run_specs(specs, result_store, progress=not args.quiet)
+    say(f"{len(records)} records stored in {store}")
     return 0
 
 
@@ -161,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reverse", action="store_true",
                    help="last seed first: a second process on the same grids meets the first in the middle")
     p.add_argument("--store", default=None, help="result store directory (default: the grid's 'store' or results/)")
+    p.add_argument("--shard", default=None, metavar="i/N",
+                   help="run only shard i of N (from 0): N runners on the same grids, e.g. one per machine, "
+                        "share the cells by run key and never train one twice; records go to "
+                        "<experiment>@shard-i-of-N.jsonl")
+    p.add_argument("--writer", default=None,
+                   help="append to <experiment>@WRITER.jsonl in the store instead of <experiment>.jsonl "
+                        "(default with --shard: shard-i-of-N); reading merges every file")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their keys, run nothing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_run)

@@ -200,11 +200,61 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
 
 def run_specs(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, progress: bool = True,
               ctx: Context | None = None) -> list[dict[str, Any]]:
-    """Run every spec not yet in ``store`` (resumable); returns all their records."""
+    """Run every spec not yet in ``store`` (resumable); returns all their records.
+
+    Under ``accelerate launch`` / ``torchrun`` every process runs this together: the processes join
+    first, rank 0 decides which runs are due, each run trains data-parallel, and only rank 0 stores.
+    """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     ctx = ctx or Context()
+    join_processes()
     return run_grid(specs, lambda s: run_experiment(s, ctx, progress=progress), store, progress=progress,
                     desc="experiment grid")
+
+
+def join_processes() -> None:
+    """Under a multi-process launch (``WORLD_SIZE`` > 1), join the process group now (gloo on CPU,
+    NCCL on GPUs, through accelerate), so the processes can agree on the runs before the first one."""
+    from .train import world_size
+
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available())
+
+
+# --------------------------------------------------------------------------- shards (several machines)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` (shard ``i`` of ``N``, counted from 0) as ``(i, N)``."""
+    try:
+        shard, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected i/N with whole numbers, e.g. 0/4") from None
+    if count < 1 or not 0 <= shard < count:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < N (shards are counted from 0)")
+    return shard, count
+
+
+def shard_of(key: str, count: int) -> int:
+    """The shard that runs the cell with run key ``key``: the key read as a number, modulo ``count``.
+
+    It depends on the cell alone, not on the grid files, their order or the other cells, so N
+    runners started on the same grids (or even on different subsets of them) never train one cell
+    twice, and every cell falls to exactly one shard. Shards get equal shares on average.
+    """
+    return int(key, 16) % count
+
+
+def shard_specs(specs: Iterable[RunSpec], shard: int, count: int) -> list[RunSpec]:
+    """The specs that shard ``shard`` of ``count`` runs (order kept)."""
+    return [s for s in specs if shard_of(s.key, count) == shard]
+
+
+def shard_writer(shard: int, count: int) -> str:
+    """The store writer name of a shard: its records go to ``<experiment>@shard-<i>-of-<N>.jsonl``."""
+    return f"shard-{shard}-of-{count}"
 
 
 def expand_grid(grid: Mapping[str, Any]) -> list[RunSpec]:

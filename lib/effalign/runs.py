@@ -17,6 +17,7 @@ import dataclasses
 import datetime as _dt
 import fcntl
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -173,6 +174,24 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _safe_name(name: str) -> bool:
+    return bool(name) and not name.startswith(".") and all(c.isalnum() or c in "-_." for c in name)
+
+
+def rank0_value(value: Any) -> Any:
+    """Under a multi-process launch, rank 0's ``value`` (any picklable object) in every process: they
+    train each run together, so they must agree on which runs to do. The value itself otherwise."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return value
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -181,15 +200,30 @@ def _now() -> str:
 
 
 class ResultStore:
-    """Append-only JSONL records, one file per experiment, under a directory (e.g. ``results/``)."""
+    """Append-only JSONL records, one file per experiment, under a directory (e.g. ``results/``).
 
-    def __init__(self, path: str | Path):
+    ``writer`` (e.g. ``shard-0-of-4`` or a host name) makes this store append to its own file,
+    ``<experiment>@<writer>.jsonl``, so runners on several machines never write to one file (no
+    lock across a shared file system is needed, and the files can simply be copied together).
+    Reading always merges ``<experiment>.jsonl`` and every ``<experiment>@*.jsonl``.
+    """
+
+    def __init__(self, path: str | Path, writer: str | None = None):
         self.path = Path(path)
+        if writer is not None and not _safe_name(writer):
+            raise ValueError(f"invalid store writer name {writer!r} (letters, digits, '-', '_', '.')")
+        self.writer = writer
 
-    def file(self, experiment: str) -> Path:
-        if not experiment or "/" in experiment or experiment.startswith("."):
+    def file(self, experiment: str, writer: str | None = None) -> Path:
+        """The experiment's main file, or ``writer``'s own file of it."""
+        if not experiment or "/" in experiment or "@" in experiment or experiment.startswith("."):
             raise ValueError(f"invalid experiment name {experiment!r}")
-        return self.path / f"{experiment}.jsonl"
+        return self.path / (f"{experiment}@{writer}.jsonl" if writer else f"{experiment}.jsonl")
+
+    def files(self, experiment: str) -> list[Path]:
+        """Every file holding the experiment's records: the main file first, then writers' files by name."""
+        main = self.file(experiment)
+        return [main] + sorted(self.path.glob(f"{glob.escape(experiment)}@*.jsonl"))
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record atomically (exclusive lock, single write, fsync).
@@ -200,7 +234,7 @@ class ResultStore:
         if not is_main_process():
             return
         experiment = record["spec"]["experiment"]
-        target = self.file(experiment)
+        target = self.file(experiment, self.writer)
         target.parent.mkdir(parents=True, exist_ok=True)
         line = (canonical_json(record) + "\n").encode("utf-8")
         fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -236,7 +270,7 @@ class ResultStore:
                 yield rec
 
     def experiments(self) -> list[str]:
-        return sorted(p.stem for p in self.path.glob("*.jsonl"))
+        return sorted({p.stem.split("@", 1)[0] for p in self.path.glob("*.jsonl")})
 
     def records(self, experiment: str | None = None) -> list[dict[str, Any]]:
         """All records of an experiment (or of every experiment); the first record per key wins."""
@@ -244,7 +278,7 @@ class ResultStore:
         seen: set[str] = set()
         out = []
         for name in names:
-            for rec in self._read(self.file(name)):
+            for rec in (r for path in self.files(name) for r in self._read(path)):
                 if rec["key"] in seen:
                     continue
                 seen.add(rec["key"])
@@ -325,10 +359,12 @@ def run_grid(
     for spec in specs:
         unique.setdefault(spec.key, spec)
     done = {exp: store.keys(exp) for exp in {s.experiment for s in unique.values()}}
-    todo = [s for s in unique.values() if s.key not in done[s.experiment]]
-    bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc=desc, disable=not progress, unit="run")
+    todo_keys = set(rank0_value([s.key for s in unique.values() if s.key not in done[s.experiment]]))
+    todo = [s for s in unique.values() if s.key in todo_keys]
+    bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc=desc, disable=not progress or not is_main_process(),
+               unit="run")
     for spec in todo:
-        if spec.key in store.keys(spec.experiment):  # stored meanwhile by another process on the same grid
+        if rank0_value(spec.key in store.keys(spec.experiment)):  # stored meanwhile by another process
             bar.update(1)
             continue
         started, t0 = _now(), time.perf_counter()

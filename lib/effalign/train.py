@@ -16,13 +16,18 @@ logging) with a small subclass, :class:`FastDPOTrainer`, that
 The loss is TRL's standard ``sigmoid`` DPO loss, ``-log σ(β[(log πθ(yw) − log πref(yw)) −
 (log πθ(yl) − log πref(yl))])``; ``fast_logps=False`` falls back to TRL's own loss code.
 
-Several GPUs: the same code runs under ``accelerate launch`` (TRL's trainer is accelerate-aware),
-e.g. ``accelerate launch --num_processes 4 -m effalign run --grid params/grid_gpu.yaml``.
+Several processes (GPUs, or CPU processes over gloo): the same code runs under ``accelerate launch``
+or ``torchrun`` (TRL's trainer is accelerate-aware), e.g. ``accelerate launch --config_file
+configs/accelerate/multi_gpu.yaml --num_processes 4 -m effalign run --grid GRID.yaml``.
+``batch_size`` is the global batch (split among the processes), the fast path runs inside the
+data-parallel wrapper (:func:`data_parallel_logps`), and pairs, tokens and peak memory are
+summed or maximised over the processes (:func:`data_parallel_counts`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import resource
 import tempfile
 import time
@@ -114,6 +119,15 @@ def _make_trainer_class() -> type:
     class FastDPOTrainer(DPOTrainer):
         """DPOTrainer for pre-tokenised pairs with precomputed reference log-probs (see module doc)."""
 
+        pairs_trained = 0  # pairs and tokens this process has trained on (data_parallel_counts sums them)
+        tokens_trained = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.model.training:
+                self.pairs_trained += inputs["input_ids"].shape[0] // 2  # rows: chosen then rejected
+                self.tokens_trained += inputs["attention_mask"].detach().sum()
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # noqa: D401
             if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names):
                 return dataset
@@ -127,7 +141,9 @@ def _make_trainer_class() -> type:
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if getattr(self, "length_batches", False) and "length" in dataset.column_names:
-                return LengthBatchedSampler(dataset["length"], self.args.per_device_train_batch_size, self.args.seed)
+                # batches of the global size: accelerate deals each process its share of every one
+                global_batch = self.args.per_device_train_batch_size * self.args.world_size
+                return LengthBatchedSampler(dataset["length"], global_batch, self.args.seed)
             return super()._get_train_sampler(train_dataset)
 
         def _compute_loss(self, model, inputs, return_outputs):
@@ -135,24 +151,17 @@ def _make_trainer_class() -> type:
                 return super()._compute_loss(model, inputs, return_outputs)
             mode = "train" if self.model.training else "eval"
             batch = Batch(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"].bool())
-            logps = completion_logps(model, batch)  # same numeric path as the reference log-probs
+            # same numeric path as the reference log-probs, inside DDP/FSDP/DeepSpeed wrappers too
+            logps = data_parallel_logps(model, batch, self.accelerator.unwrap_model(model))
             chosen_logps, rejected_logps = logps.chunk(2, dim=0)
             chosen_ratio = chosen_logps - inputs["ref_chosen_logps"].float()
             rejected_ratio = rejected_logps - inputs["ref_rejected_logps"].float()
             loss = -F.logsigmoid(self.beta * (chosen_ratio - rejected_ratio)).mean()
             with torch.no_grad():
-                chosen_rewards = self.beta * chosen_ratio.detach()
-                rejected_rewards = self.beta * rejected_ratio.detach()
-                m = self._metrics[mode]
-                if mode == "train":
-                    self._total_train_tokens += int(inputs["attention_mask"].sum().item())
-                m["num_tokens"] = [self._total_train_tokens]
-                m["rewards/chosen"].append(chosen_rewards.mean().item())
-                m["rewards/rejected"].append(rejected_rewards.mean().item())
-                m["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
-                m["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
-                m["logps/chosen"].append(chosen_logps.detach().mean().item())
-                m["logps/rejected"].append(rejected_logps.detach().mean().item())
+                means = pair_metric_means(self.accelerator, self.beta * chosen_ratio, self.beta * rejected_ratio,
+                                          chosen_logps, rejected_logps)
+                for name, value in means.items():
+                    self._metrics[mode][name].append(value)
             if return_outputs:
                 return loss, {"chosen_logps": chosen_logps, "rejected_logps": rejected_logps}
             return loss
@@ -187,6 +196,90 @@ class LengthBatchedSampler(torch.utils.data.Sampler):
         self.epoch += 1
         for b in rng.permutation(len(batches)):
             yield from batches[b]
+
+
+# --------------------------------------------------------------------------- data parallel (accelerate)
+#
+# Under ``accelerate launch`` or ``torchrun`` every process runs the same code; TRL's trainer (through
+# accelerate) wraps the model (DDP, FSDP or DeepSpeed), deals each process its share of every batch and
+# averages the gradients. These helpers keep effalign's fast path and its counts right there.
+
+
+def world_size() -> int:
+    """Processes of a multi-process launch (``WORLD_SIZE`` set by torchrun / accelerate); 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def per_device_batch_size(batch_size: int, processes: int | None = None) -> int:
+    """Pairs per process and micro-step. ``batch_size`` is the global batch, so a run spec means the
+    same optimisation on one device or eight (only the summation order differs)."""
+    processes = processes or world_size()
+    if batch_size % processes:
+        raise ValueError(f"batch_size {batch_size} is the global batch of a step and must divide among the "
+                         f"{processes} processes of this launch; choose a multiple of {processes}")
+    return batch_size // processes
+
+
+def data_parallel_logps(model: Any, batch: Batch, unwrapped: Any) -> torch.Tensor:
+    """:func:`~effalign.logps.completion_logps` of a model the trainer may have wrapped.
+
+    Wrappers and hooks do their work when the model is called: DDP arms its gradient all-reduce
+    in its forward, FSDP (a wrapper, or FSDP2's hooks on the model itself) and ZeRO-3 gather
+    sharded weights. So the fast path runs *inside* the call of ``model``: for this one call, the
+    unwrapped model's ``forward`` (``unwrapped``, from ``accelerator.unwrap_model``; the model
+    itself when nothing wraps it) is the completion log-prob function.
+    """
+    saved = unwrapped.__dict__.get("forward")  # accelerate or TRL may have patched forward
+
+    def fast_forward(input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        return completion_logps(unwrapped, Batch(input_ids, attention_mask, target_mask))
+
+    unwrapped.forward = fast_forward
+    try:
+        return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, target_mask=batch.target_mask)
+    finally:
+        if saved is None:
+            del unwrapped.forward
+        else:
+            unwrapped.forward = saved
+
+
+def pair_metric_means(accelerator: Any, chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
+                      chosen_logps: torch.Tensor, rejected_logps: torch.Tensor) -> dict[str, float]:
+    """The step's reward metrics averaged over the pairs of every process (one all-reduce)."""
+    cr, rr = chosen_rewards.detach().float(), rejected_rewards.detach().float()
+    sums = torch.stack([torch.ones_like(cr), cr, rr, (cr > rr).float(), cr - rr,
+                        chosen_logps.detach().float(), rejected_logps.detach().float()]).sum(dim=1)
+    n, *rest = accelerator.reduce(sums, reduction="sum").tolist()
+    names = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
+             "logps/rejected")
+    return {name: value / n for name, value in zip(names, rest)}
+
+
+def check_launch(processes: int) -> None:
+    """Fail loudly when a multi-process launch would train in fewer processes than it started."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_PORT" in os.environ \
+            and "WORLD_SIZE" not in os.environ:
+        raise RuntimeError(
+            "`accelerate launch --cpu --num_processes N` starts a single process (its CPU launcher needs MPI); "
+            "for several CPU processes use `accelerate launch --config_file configs/accelerate/cpu_2proc.yaml` "
+            "or `torchrun --nproc_per_node N`")
+    if world_size() != processes:
+        raise RuntimeError(f"launched as {world_size()} processes but the trainer runs {processes}; "
+                           "start them with torchrun or `accelerate launch` (see configs/accelerate/)")
+
+
+def data_parallel_counts(trainer: Any, device: torch.device) -> dict[str, Any]:
+    """What every process of the run did together: pairs and tokens trained on (summed; they include
+    the few pairs accelerate repeats to even out a last uneven batch), the largest peak memory of one
+    process, and the process count."""
+    acc = trainer.accelerator
+    local = torch.tensor([float(trainer.pairs_trained), float(trainer.tokens_trained)], dtype=torch.float64,
+                         device=acc.device)
+    pairs, tokens = acc.reduce(local, reduction="sum").tolist()
+    peak = torch.tensor([peak_memory_mb(device)], dtype=torch.float64, device=acc.device)
+    return {"pairs_seen": int(pairs), "tokens": int(tokens), "processes": acc.num_processes,
+            "peak_memory_mb": round(float(acc.reduce(peak, reduction="max").item()), 1)}
 
 
 def _loss_curve_callback(curve: list[dict[str, float]], start: list[float]) -> Any:
@@ -316,7 +409,7 @@ def train_dpo(
             learning_rate=config.learning_rate,
             num_train_epochs=config.epochs,
             max_steps=config.max_steps,
-            per_device_train_batch_size=config.batch_size,
+            per_device_train_batch_size=per_device_batch_size(config.batch_size),  # batch_size: the global batch
             gradient_accumulation_steps=config.grad_accum,
             warmup_steps=float(config.warmup_ratio) if 0 < config.warmup_ratio < 1 else 0,
             lr_scheduler_type=config.lr_scheduler,
@@ -336,6 +429,7 @@ def train_dpo(
             gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
             train_sampling_strategy="random",  # length grouping: LengthBatchedSampler (see FastDPOTrainer)
             dataloader_num_workers=0,
+            ddp_find_unused_parameters=False,  # every trainable weight takes part in the loss: no graph search
         )
         trainer_cls = _make_trainer_class()
         if device.type == "cuda":
@@ -348,6 +442,7 @@ def train_dpo(
             peft_config=peft_config,
             callbacks=[_loss_curve_callback(curve, start)],
         )
+        check_launch(trainer.accelerator.num_processes)
         trainer.fast_logps = config.fast_logps
         trainer.length_batches = config.group_by_length
         _quiet_logging(trainer, progress)
@@ -358,9 +453,8 @@ def train_dpo(
     if config.lora:
         trained = trained.merge_and_unload()
     trained.eval()
-    tokens = int(trainer._total_train_tokens) or sum(t.n_tokens for t in tokenized) * max(1, math.ceil(config.epochs))
-    pairs_seen = output.global_step * config.batch_size * config.grad_accum
-    pairs_seen = min(pairs_seen, int(math.ceil(config.epochs * len(pairs)))) if config.max_steps < 0 else pairs_seen
+    counts = data_parallel_counts(trainer, device)  # every process's pairs and tokens
+    pairs_seen, tokens = counts["pairs_seen"], counts["tokens"]
     metrics = {
         "train_loss": float(output.training_loss),
         "first_loss": curve[0]["loss"] if curve else math.nan,
@@ -372,8 +466,9 @@ def train_dpo(
         "pairs_per_s": round(pairs_seen / wall, 3),
         "tokens": tokens,
         "tokens_per_s": round(tokens / wall, 1),
-        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "peak_memory_mb": counts["peak_memory_mb"],
         "device": device.type,
+        "processes": counts["processes"],
         "truncation": trunc.to_dict(),
         "ref_computed": ref.computed,
     }
