@@ -305,7 +305,7 @@ def _pid_namespace() -> str:
         return ""
 
 
-def _claimant() -> dict[str, Any]:
+def process_identity() -> dict[str, Any]:
     """Who holds a claim: process id (and its start time), host, PID namespace and start time."""
     return {"pid": os.getpid(), "pid_start": _proc_start(os.getpid()), "host": socket.gethostname(),
             "pidns": _pid_namespace(), "since": _now()}
@@ -488,7 +488,7 @@ class ResultStore:
         launch (``WORLD_SIZE`` > 1) every rank runs every spec together, so claims are not
         taken (an unbacked :class:`Claim` is returned).
         """
-        holder = {"key": key, **_claimant(), "token": uuid.uuid4().hex}
+        holder = {"key": key, **process_identity(), "token": uuid.uuid4().hex}
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 or not is_main_process():
             return Claim(None, key, holder)
         path = self.claim_path(key)
