@@ -54,7 +54,13 @@ def use_offline_defaults(sources: Iterable[str] = (), models: Iterable[str] = ()
         return False
     for var in OFFLINE_VARS:
         os.environ.setdefault(var, "1")
-    return True
+    offline = os.environ["HF_HUB_OFFLINE"].upper() in {"1", "ON", "YES", "TRUE"}
+    # the libraries read these variables when imported: tell those already imported
+    if offline and "huggingface_hub.constants" in sys.modules:
+        sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True
+    if offline and "datasets.config" in sys.modules:
+        sys.modules["datasets.config"].HF_HUB_OFFLINE = sys.modules["datasets.config"].HF_DATASETS_OFFLINE = True
+    return offline
 
 
 def _parse_params(text: str | None, sampler: str) -> dict[str, Any]:

@@ -302,7 +302,8 @@ def detect_format(row: Any, source: str = "<row>", rowno: int | None = None) -> 
     chosen, prompt = row["chosen"], row.get("prompt")
     if isinstance(prompt, list):
         return "trl"
-    if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict) and chosen[0].get("role") in {"user", "system"}:
+    first = chosen[0] if isinstance(chosen, list) and chosen else None
+    if isinstance(first, dict) and isinstance(first.get("role"), str) and first["role"] in {"user", "system"}:
         return "ultrafeedback"
     if isinstance(chosen, str) and "prompt" not in row and "\n\nHuman: " in chosen:
         return "hh"
