@@ -83,6 +83,12 @@ def _test_order() -> list[str]:
     return [name for name in re.findall(r"^def (test_\w+)", Path(__file__).read_text(), flags=re.M)]
 
 
+def q(message: object) -> str:
+    """A message as inline code in the README (double backticks when it holds a backtick)."""
+    text = str(message)
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def run_main(capsys, *args) -> tuple[int, str]:
     """``python -m effalign <args>`` in this process: exit status and the last stderr line."""
     rc = cli.main([str(a) for a in args])
@@ -140,36 +146,36 @@ BAD_DATA = [
     ("an integer `chosen` on row 1 (.jsonl)", "bad.jsonl",
      lambda p: write_rows(p, [{"prompt": "Q?", "chosen": 3, "rejected": "no"}]),
      r"bad\.jsonl, row 1: field 'chosen' must be text .* got an integer"),
-    ("parquet with the HH columns but an integer `chosen`", "bad.parquet",
+    ("a parquet file with the HH columns but an integer `chosen`", "bad.parquet",
      lambda p: _parquet(p, {"chosen": [1, 2], "rejected": ["a", "b"]}),
      r"bad\.parquet, row 1: field 'chosen' must be text .* got an integer"),
     ("a plain row with an integer `rejected` on row 2", "bad.jsonl",
      lambda p: write_rows(p, [{"prompt": "Q?", "chosen": "yes", "rejected": "no"}, {"prompt": "Q?", "chosen": "y", "rejected": 7}]),
      r"bad\.jsonl, row 2: field 'rejected' must be str, got int"),
-    ("every row has chosen == rejected", "same.jsonl",
+    ("a file whose every row has chosen == rejected (0 pairs and no warning before)", "same.jsonl",
      lambda p: write_rows(p, [{"prompt": f"Q{i}?", "chosen": "same", "rejected": "same"} for i in range(3)]),
      r"same\.jsonl: no usable pairs: all 3 rows were dropped \(chosen_equals_rejected: 3 \(rows 1, 2, 3\)\)"),
-    ("every HH row's dialogues differ before the last turn", "hh.jsonl",
+    ("an HH file whose every pair differs before the last turn", "hh.jsonl",
      lambda p: write_rows(p, [{"chosen": HH.format(q=f"Q{i}", a="yes"), "rejected": HH.format(q=f"other {i}", a="no")}
                               for i in range(2)]),
      r"hh\.jsonl: no usable pairs: all 2 rows were dropped \(prompt_mismatch: 2"),
-    ("bytes that are not UTF-8 on line 2 (.jsonl)", "latin.jsonl",
+    ("bytes that are not UTF-8 on line 2 of a .jsonl (no line number before)", "latin.jsonl",
      lambda p: _bytes(p, json.dumps({"prompt": "Q?", "chosen": "a", "rejected": "b"}).encode() + b"\n"
                              + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n'),
      r"latin\.jsonl, row 2: not UTF-8 text \(byte 16 of the line is b'\\xe9'\)"),
-    ("bytes that are not UTF-8 (.json)", "latin.json",
+    ("bytes that are not UTF-8 in a .json (no file name before)", "latin.json",
      lambda p: _bytes(p, b'[\n{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}]'),
      r"latin\.json: not UTF-8 text \(line 2, byte 18 of the file is b'\\xe9'\)"),
-    ("TRL `metadata` that is malformed JSON text", "meta.jsonl",
+    ("TRL `metadata` that is malformed JSON text (a bare decode message before)", "meta.jsonl",
      lambda p: write_rows(p, [{**TRL, "metadata": "{broken"}]),
      r"meta\.jsonl, row 1: field 'metadata' is text but not valid JSON"),
-    ("TRL `metadata` that is a list", "meta.jsonl",
+    ("TRL `metadata` that is a list (TypeError before)", "meta.jsonl",
      lambda p: write_rows(p, [{**TRL, "metadata": [1, 2]}]),
      r"meta\.jsonl, row 1: field 'metadata' must be an object \(or JSON text of one\), got a list"),
-    ("UltraFeedback `role` that is a list", "uf.jsonl",
+    ("an UltraFeedback `role` that is a list (TypeError before)", "uf.jsonl",
      lambda p: write_rows(p, [{**UF, "chosen": [UF["chosen"][0], {"role": ["assistant"], "content": "Hi!"}]}]),
      r"uf\.jsonl, row 1: field 'chosen' item 1 has unknown role \['assistant'\]"),
-    ("UltraFeedback first `role` that is a list", "uf.jsonl",
+    ("an UltraFeedback first `role` that is a list", "uf.jsonl",
      lambda p: write_rows(p, [{**UF, "chosen": [{"role": ["user"], "content": "Say hi."}, UF["chosen"][1]]}]),
      r"uf\.jsonl, row 1: field 'chosen' is a list but not an ultrafeedback conversation"),
     ("a truncated .jsonl.gz", "cut.jsonl.gz",
@@ -185,17 +191,16 @@ def test_bad_data_is_a_clear_cli_error(tmp_path, capsys, record, tried, name, ma
                        "--out", tmp_path / "out.jsonl")
     assert rc == 2 and err.startswith("effalign: error: ") and re.search(message, err), err
     assert not list(tmp_path.glob("out*")), "nothing is written on an error"
-    record("bad input", f"`select` on {tried}", f"exit 2: `{err}`")
+    record("bad input", f"`select` on {tried}", f"exit 2: {q(err)}")
 
 
 def test_limit_must_be_positive(tmp_path, record):
     path = write_rows(tmp_path / "p.jsonl", plain_pairs(3))
     for limit in (0, -1):
-        with pytest.raises(ValueError, match=f"limit must be a positive integer .* got {limit}"):
+        with pytest.raises(ValueError, match=f"limit must be a positive integer .* got {limit}") as err:
             load_preferences(path, limit=limit)
+        record("bad input", f"`load_preferences(limit={limit})` (returned one pair before)", f"ValueError: {q(err.value)}")
     assert len(load_preferences(path, limit=2)) == 2
-    record("bad input", "`load_preferences(limit=0)` and `limit=-1` (returned one pair before)",
-           "ValueError: `limit must be a positive integer (or None for every row), got 0`; `limit=2` gives 2 pairs")
 
 
 def test_row_metadata_does_not_override_provenance(tmp_path, record):
@@ -245,7 +250,7 @@ def test_bad_arguments_fail_before_any_work(tmp_path, capsys, record, no_export,
     assert rc == 2 and re.search(message, err), err
     assert time.perf_counter() - t0 < 5  # no data loaded, nothing embedded
     shown = " ".join(f"{k} {v!r}" if k == "--params" else f"{k} {v}" for k, v in zip(args[::2], args[1::2]))
-    record("bad input", f"`select {shown}`", f"exit 2 before loading data: `{err}`")
+    record("bad input", f"`select {shown}`", f"exit 2 before loading data: {q(err)}")
 
 
 def test_out_is_a_directory_or_the_input(tmp_path, capsys, record, no_export):
@@ -255,11 +260,11 @@ def test_out_is_a_directory_or_the_input(tmp_path, capsys, record, no_export):
     folder.mkdir()
     rc, err = run_main(capsys, "select", "--source", source, "--sampler", "random", "--budget", 2, "--out", folder)
     assert rc == 2 and "is a directory; give a file name" in err and not list(tmp_path.rglob("*.tmp"))
-    record("bad input", "`select --out` naming a directory (was IsADirectoryError, left a .tmp file)", f"exit 2: `{err}`; no .tmp file")
+    record("bad input", "`select --out` naming a directory (was IsADirectoryError, left a .tmp file)", f"exit 2: {q(err)}; no .tmp file")
     rc, err = run_main(capsys, "select", "--source", source, "--sampler", "random", "--budget", 2, "--out", source)
     assert rc == 2 and "is the input data" in err
     assert hashlib.sha256(source.read_bytes()).hexdigest() == before
-    record("bad input", "`select --out` equal to `--source` (overwrote the input before)", f"exit 2, input unchanged: `{err}`")
+    record("bad input", "`select --out` equal to `--source` (overwrote the input before)", f"exit 2, input unchanged: {q(err)}")
 
 
 @needs_unshare
@@ -273,7 +278,7 @@ def test_out_on_a_read_only_file_system(tmp_path, record):
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     err = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "cannot write in" in err and "Read-only file system" in err, proc.stderr
-    record("bad input", "`select --out` on a read-only file system", f"exit 2 before loading data: `{err}`")
+    record("bad input", "`select --out` on a read-only file system", f"exit 2 before loading data: {q(err)}")
 
 
 @pytest.mark.parametrize("error, expected", [
@@ -291,7 +296,7 @@ def test_unexpected_exceptions_are_one_line(tmp_path, capsys, monkeypatch, recor
     source = write_rows(tmp_path / "p.jsonl", plain_pairs(4))
     rc, err = run_main(capsys, "select", "--source", source, "--sampler", "random", "--budget", 1, "--out", tmp_path / "o.jsonl")
     assert rc == 2 and err == expected
-    record("bad input", f"a {type(error).__name__} raised inside a command (escaped as a traceback before)", f"exit 2: `{err}`")
+    record("bad input", f"a {type(error).__name__} raised inside a command (escaped as a traceback before)", f"exit 2: {q(err)}")
 
 
 GRID = """\
@@ -325,19 +330,19 @@ def test_grid_number_written_as_text_is_read_as_a_number(tmp_path, record):
            "read as the number 0.0005 when the grid is loaded (same run keys as `0.0005`)")
 
 
-@pytest.mark.parametrize("lr, extra, message", [
-    ("fast", "", r"grid\.yaml: train\.learning_rate must be a number, got str 'fast'"),
-    ("0.005", "seed: 3\n", r"grid\.yaml: unknown grid key\(s\) 'seed'"),
-    ("0.005", "store: [a]\n", r"grid\.yaml: 'store' must be text"),
-    ("-1", "", r"grid\.yaml: train\.learning_rate must be positive, got -1"),
+@pytest.mark.parametrize("tried, lr, extra, message", [
+    ("`learning_rate: fast`", "fast", "", r"grid\.yaml: train\.learning_rate must be a number, got str 'fast'"),
+    ("the unknown key `seed: 3` (a typo for seeds)", "0.005", "seed: 3\n", r"grid\.yaml: unknown grid key\(s\) 'seed'"),
+    ("`store: [a]`", "0.005", "store: [a]\n", r"grid\.yaml: 'store' must be text"),
+    ("`learning_rate: -1`", "-1", "", r"grid\.yaml: train\.learning_rate must be positive, got -1"),
 ], ids=["lr-text", "unknown-key", "store-type", "lr-negative"])
-def test_bad_grid_fails_before_any_work(tmp_path, capsys, record, lr, extra, message):
+def test_bad_grid_fails_before_any_work(tmp_path, capsys, record, tried, lr, extra, message):
     grid = tiny_grid(tmp_path, lr=lr, extra=extra)
     t0 = time.perf_counter()
     rc, err = run_main(capsys, "run", "--grid", grid, "--store", tmp_path / "store", "--quiet")
     assert rc == 2 and re.search(message, err), err
     assert not (tmp_path / "store").exists() and time.perf_counter() - t0 < 20
-    record("bad input", f"a grid with {(extra.strip() or f'learning_rate: {lr}')!r}", f"exit 2 before any run: `{err}`")
+    record("bad input", f"`run` on a grid with {tried}", f"exit 2 before any run: {q(err)}")
 
 
 def test_bad_grid_sampler_parameters_and_yaml(tmp_path, capsys, record):
@@ -346,11 +351,11 @@ def test_bad_grid_sampler_parameters_and_yaml(tmp_path, capsys, record):
     grid.write_text(text)
     rc, err = run_main(capsys, "run", "--grid", grid, "--dry-run")
     assert rc == 2 and re.search(r"samplers\[0\]: isa parameter 'dim' must be an integer or null, got str 'abc'", err), err
-    record("bad input", "a grid sampler with `params: {dim: abc}`", f"exit 2: `{err}`")
+    record("bad input", "a grid sampler with `params: {dim: abc}`", f"exit 2: {q(err)}")
     grid.write_text("experiment: [unclosed\n")
     rc, err = run_main(capsys, "run", "--grid", grid, "--dry-run")
     assert rc == 2 and re.search(r"grid\.yaml: not valid YAML at line 2", err), err
-    record("bad input", "a grid file that is not valid YAML", f"exit 2: `{err}`")
+    record("bad input", "a grid file that is not valid YAML", f"exit 2: {q(err)}")
 
 
 # --------------------------------------------------------------------------- run store
@@ -413,7 +418,10 @@ def test_short_write_is_undone_and_raised(tmp_path, monkeypatch, record):
 
 FILL_SCRIPT = textwrap.dedent("""
     import json, sys, warnings
+    import effalign.runs
     from effalign.runs import ResultStore, RunSpec, StoreError, run_grid
+    effalign.runs.git_commit = lambda repo=None: "test"  # provenance without git and torch (fast)
+    effalign.runs.device_description = lambda: {"device": "cpu"}
     store = ResultStore(sys.argv[1])
     specs = [RunSpec("big", {"source": "x"}, "tiny", "random", 5, seed) for seed in range(int(sys.argv[2]))]
     try:
@@ -471,7 +479,10 @@ def test_full_64k_file_system(tmp_path, record):
 
 RLIMIT_SCRIPT = textwrap.dedent("""
     import resource, signal, sys
+    import effalign.runs
     from effalign.runs import ResultStore, RunSpec, StoreError, make_record
+    effalign.runs.git_commit = lambda repo=None: "test"  # provenance without git and torch (fast)
+    effalign.runs.device_description = lambda: {"device": "cpu"}
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit then fails with EFBIG
     store = ResultStore(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
@@ -517,7 +528,7 @@ def test_read_only_store_fails_before_the_first_run(tmp_path, record):
     assert proc.returncode == 2 and "is not writable (Read-only file system); nothing was run" in err, proc.stderr
     assert "log-probs" not in proc.stderr and seconds < 60
     record("run store", "`run` with the store on a read-only file system (found only after training before)",
-           f"exit 2 before loading data or model: `{err}`")
+           f"exit 2 before loading data or model: {q(err)}")
 
 
 def test_new_store_folder_and_file_are_synced(tmp_path, monkeypatch, record):
@@ -592,7 +603,10 @@ def children(tmp_path_factory):
     yield Children(ctx, base)
     from multiprocessing import forkserver
 
-    forkserver._forkserver._stop()
+    server = forkserver._forkserver
+    if getattr(server, "_forkserver_pid", None):  # the server holds torch and TRL: end it now
+        os.kill(server._forkserver_pid, signal.SIGKILL)
+        server._stop()
 
 
 TIMING = ("wall_s", "pairs_per_s", "tokens_per_s", "peak_memory_mb", "select_s")
@@ -630,17 +644,18 @@ def test_kill_9_at_random_points_then_resume(children, concurrent_store, record)
     store = children.base / "killed"
     rng = random.Random(19)
     kills, stored_at_kill = 0, []
-    for _ in range(3):
+    for i in range(3):  # the i-th kill comes a random 0-1.5 s after the i-th record is stored
         proc = children.start(["run", "--grid", grid, "--store", store, "--threads", "1", "--quiet"])
-        time.sleep(rng.uniform(0.5, 3.0))
+        deadline = time.time() + 120
+        while _check_lines(store / "tiny.jsonl")[0] < i and proc.exitcode is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.exitcode is None:
             proc.kill()
             kills += 1
         proc.join(60)
         stored_at_kill.append(_check_lines(store / "tiny.jsonl")[0])
-        if stored_at_kill[-1] == 4:
-            break
-    assert kills >= 1
+    assert kills >= 2 and stored_at_kill[-1] < 4
     for path in store.glob(f"{CLAIM_DIR}/*.claim"):  # claims of killed runs: recovered by the resume
         assert json.loads(path.read_text())["host"] == socket.gethostname()
     left = len(list(store.glob(f"{CLAIM_DIR}/*.claim")))
@@ -653,7 +668,7 @@ def test_kill_9_at_random_points_then_resume(children, concurrent_store, record)
     resumed = {r["key"]: _science(r) for r in ResultStore(store).records("tiny")}
     assert resumed == reference  # nothing lost, nothing duplicated, nothing falsified
     assert not list(store.glob(f"{CLAIM_DIR}/*.claim"))
-    record("run store", f"kill -9 of a real tiny 4-cell grid at {kills} random points (0.5-3 s in), then a resume",
+    record("run store", f"kill -9 of a real tiny 4-cell grid {kills} times at random points (the i-th a random 0-1.5 s after the i-th record), then a resume",
            f"records stored at the kills: {stored_at_kill}; {left} claim(s) of killed runs recovered; after the resume "
            "4 of 4 records, 0 duplicated, 0 torn, every metric equal to an uninterrupted run's")
 
@@ -783,7 +798,7 @@ def test_damaged_reference_cache_heals(tmp_path, tiny, monkeypatch, record, dama
     from effalign.logps import TokenizeConfig, reference_logps
 
     monkeypatch.setattr(caches, "_checked", set())
-    pairs = load_preferences(write_rows(tmp_path / "p.jsonl", plain_pairs(300)))
+    pairs = load_preferences(write_rows(tmp_path / "p.jsonl", plain_pairs(120)))
     config = TokenizeConfig(16, 8)
     path = tmp_path / "ref.sqlite"
     fresh = reference_logps(pairs, tiny, config=config, cache=path, batch_size=64, progress=False)
@@ -801,13 +816,14 @@ def test_damaged_reference_cache_heals(tmp_path, tiny, monkeypatch, record, dama
            f"moved aside with a warning (`{reason}`), rebuilt with the same values")
 
 
-def test_reference_cache_key_sees_template_tokens_and_every_weight(tmp_path, record):
+def test_reference_cache_key_sees_template_tokens_and_every_weight(tmp_path, tiny, record):
+    import copy
+
     import torch
 
     from effalign.logps import TokenizeConfig, model_fingerprint, reference_logps
-    from effalign.models import tiny_policy
 
-    model, tok = tiny_policy(0)
+    model, tok = copy.deepcopy(tiny)
     pairs = load_preferences(write_rows(tmp_path / "p.jsonl", plain_pairs(6)))
     config, path = TokenizeConfig(96, 8), tmp_path / "ref.sqlite"
     base = reference_logps(pairs, (model, tok), config=config, cache=path, progress=False)
@@ -816,7 +832,7 @@ def test_reference_cache_key_sees_template_tokens_and_every_weight(tmp_path, rec
     tok.chat_template = tok.chat_template.replace("You are a helpful AI assistant", "You are a pirate")
     templ = reference_logps(pairs, (model, tok), config=config, cache=path, progress=False)
     assert templ.computed == 6 and not np.allclose(templ.chosen, base.chosen)
-    _, tok = tiny_policy(0)
+    tok = copy.deepcopy(tiny[1])
     before = model_fingerprint(model)
     with torch.no_grad():
         weight = model.model.layers[1].mlp.down_proj.weight
@@ -877,13 +893,13 @@ def test_damaged_model_folder_names_the_folder(model_cache, tmp_path, monkeypatc
     with pytest.raises(models.ModelError) as err:
         models.load_policy(str(folder))
     assert f"from the folder {folder}" in str(err.value) and "Replace or delete the folder" in str(err.value)
-    record("models", "a local checkpoint folder with truncated weights", f"ModelError: `{str(err.value)}`")
+    record("models", "a local checkpoint folder with truncated weights", f"ModelError: {q(err.value)}")
     os.truncate(model_cache / "model.safetensors", 1000)
     monkeypatch.setattr(models, "_save_tiny", lambda target, seed: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     with pytest.warns(UserWarning), pytest.raises(models.ModelError, match=r"delete the folder .*tiny-random-0") as err:
         models.materialise_tiny()
     record("models", "a damaged materialised model that cannot be materialised again (disk full)",
-           f"ModelError naming the folder to delete: `{err.value}`")
+           f"ModelError naming the folder to delete: {q(err.value)}")
 
 
 def test_stale_temporary_folders_are_cleaned(model_cache, record):
