@@ -64,23 +64,20 @@ def record(request):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def write_outcomes():
-    """After the module: merge this run's rows into the outcomes file (tests not run keep theirs)."""
+def write_outcomes(request):
+    """After the module: merge this run's rows into the outcomes file (tests not run keep theirs,
+    tests that no longer exist are dropped)."""
     yield
     if not _ROWS:
         return
     old = json.loads(OUTCOMES.read_text()) if OUTCOMES.exists() else {}
+    names = [item.name for item in request.node.collect()]  # every test of the module, in file order
     tests = {**old.get("tests", {}), **_ROWS}
-    order = {name: i for i, name in enumerate(_test_order())}
-    tests = {k: tests[k] for k in sorted(tests, key=lambda k: order.get(k.split("[")[0], 10**6)) if k.split("[")[0] in order}
+    tests = {name: tests[name] for name in names if name in tests}
     OUTCOMES.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"generated_by": "tests/test_reliability.py", "tests": tests}, indent=1, ensure_ascii=False) + "\n"
     if not OUTCOMES.exists() or OUTCOMES.read_text() != text:
         OUTCOMES.write_text(text)
-
-
-def _test_order() -> list[str]:
-    return [name for name in re.findall(r"^def (test_\w+)", Path(__file__).read_text(), flags=re.M)]
 
 
 def q(message: object) -> str:
@@ -296,7 +293,9 @@ def test_unexpected_exceptions_are_one_line(tmp_path, capsys, monkeypatch, recor
     source = write_rows(tmp_path / "p.jsonl", plain_pairs(4))
     rc, err = run_main(capsys, "select", "--source", source, "--sampler", "random", "--budget", 1, "--out", tmp_path / "o.jsonl")
     assert rc == 2 and err == expected
-    record("bad input", f"a {type(error).__name__} raised inside a command (escaped as a traceback before)", f"exit 2: {q(err)}")
+    name = type(error).__name__
+    record("bad input", f"{'an' if name[0] in 'AEIOU' else 'a'} {name} raised inside a command (escaped as a traceback "
+           "before)", f"exit 2: {q(err)}")
 
 
 GRID = """\
@@ -572,11 +571,14 @@ class Children:
         return self.guard.read_text().splitlines() if self.guard.exists() else []
 
 
-@pytest.fixture(scope="module")
-def children(tmp_path_factory):
-    """A fork server whose children run ``python -m effalign`` with a separate cache (the models
-    linked in), one thread, and the Hugging Face variables of conftest removed (so that the
-    network test sees the defaults a user gets)."""
+@pytest.fixture(scope="module", autouse=True)
+def fork_server(tmp_path_factory):
+    """A fork server, started when the module starts so that it imports torch, TRL and
+    sentence-transformers while the other tests run. Its children run ``python -m effalign`` with
+    a separate cache (the models linked in), one thread, and conftest's Hugging Face variables
+    removed (so that the network test sees the defaults a user gets)."""
+    from multiprocessing import forkserver
+
     from effalign.models import materialise_smollm2, materialise_tiny
 
     base = tmp_path_factory.mktemp("children")
@@ -592,21 +594,20 @@ def children(tmp_path_factory):
     ctx.set_forkserver_preload(["_reliability_worker", "effalign.cli", "effalign.experiment", "effalign.samplers",
                                 "trl.trainer.dpo_trainer", "peft", "sentence_transformers"])
     try:
-        from _reliability_worker import noop
-
-        starter = ctx.Process(target=noop)
-        starter.start()
-        starter.join(300)
+        forkserver.ensure_running()  # returns at once; the server imports in the background
     finally:
         os.environ.clear()
         os.environ.update(saved)
     yield Children(ctx, base)
-    from multiprocessing import forkserver
-
     server = forkserver._forkserver
     if getattr(server, "_forkserver_pid", None):  # the server holds torch and TRL: end it now
         os.kill(server._forkserver_pid, signal.SIGKILL)
         server._stop()
+
+
+@pytest.fixture(scope="module")
+def children(fork_server):
+    return fork_server
 
 
 TIMING = ("wall_s", "pairs_per_s", "tokens_per_s", "peak_memory_mb", "select_s")
@@ -839,7 +840,7 @@ def test_reference_cache_key_sees_template_tokens_and_every_weight(tmp_path, tin
         weight.view(-1)[4097] += 1e-3  # one value off the old 4096-stride sample
     assert model_fingerprint(model) != before
     assert reference_logps(pairs, (model, tok), config=config, cache=path, progress=False).computed == 6
-    record("caches", "another chat template with the same weights (reused values 0.32 nats off before)",
+    record("caches", "another chat template with the same weights (reused the first template's values before)",
            f"a cache miss: the key hashes the tokenizer and template; values differ by up to "
            f"{np.abs(templ.chosen - base.chosen).max():.2f} nats")
     record("caches", "one weight value changed off the old fingerprint's sampling stride",
@@ -944,5 +945,5 @@ def test_select_and_run_make_no_connection_attempt(children, record):
     assert (folder / "subset.jsonl").exists() and _check_lines(folder / "store" / "tiny.jsonl")[0] == 1
     assert children.connections() == before == [], children.connections()
     record("network", "`select --sampler isa` (MiniLM embeddings) and a tiny `run`, without the HF offline variables, "
-           "under a socket guard", "both succeed; 0 connection attempts and 0 host-name lookups (runs in the "
-           "fork server's other children: 0 too)")
+           "under a socket guard", f"both succeed; 0 connection attempts and 0 host-name lookups in all {children.n} "
+           "child processes this module ran")
