@@ -34,8 +34,8 @@ import numpy as np
 import pytest
 
 from effalign import cli
-from effalign.data import DataError, load_preferences
-from effalign.runs import CLAIM_DIR, ResultStore, RunSpec, StoreError, make_record, run_grid
+from effalign.data import load_preferences
+from effalign.runs import CLAIM_DIR, ResultStore, RunSpec, StoreError, run_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTCOMES = ROOT / "benchmarks" / "results" / "reliability.json"
