@@ -1,16 +1,116 @@
 """Command line: ``python -m effalign <command>``.
 
 Commands: ``info`` (versions, data and model locations), ``materialise`` (convert the packaged
-SmolLM2 GGUF once), ``select`` (export a sampled subset), ``testbed build`` (generate the
-verifiable-instruction testbed). Each command is a thin wrapper around a library function.
+SmolLM2 GGUF once), ``select`` (export a sampled subset), ``run``/``rerun`` (experiment grids),
+``testbed build`` (generate the verifiable-instruction testbed), ``book``. Each command is a thin
+wrapper around a library function.
+
+Arguments are checked before any heavy work (sampler parameters, output paths, grid files, the
+run store's writability). Every failure ends as one line ``effalign: error: …`` naming the file,
+row or argument and the reason, with exit status 2 (``EFFALIGN_DEBUG=1`` shows the traceback).
+When the data and models a command uses are local (aliases and files, the default), it runs with
+the Hugging Face libraries offline (``HF_HUB_OFFLINE`` and friends, unless set) and telemetry off.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Environment variables that keep the Hugging Face libraries off the network.
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+class ArgumentError(ValueError):
+    """A command-line argument is invalid; the message names it."""
+
+
+def is_local_source(source: str) -> bool:
+    """Whether a data source is an alias or a local file (not a hub id)."""
+    from .data import _is_local, resolve_source
+
+    return _is_local(resolve_source(source))
+
+
+def is_local_model(name: str) -> bool:
+    """Whether a policy name is an offline alias or a local directory (not a hub id)."""
+    from .models import SMOLLM2_ALIAS, TINY_ALIAS
+
+    return name.lower() in {SMOLLM2_ALIAS, "smollm2", TINY_ALIAS} or Path(name).expanduser().exists()
+
+
+def use_offline_defaults(sources: Iterable[str] = (), models: Iterable[str] = ()) -> bool:
+    """Switch the Hugging Face libraries offline (variables the user set are kept) when every
+    source and model is local; True when it did. Telemetry is always off."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if not (all(is_local_source(s) for s in sources) and all(is_local_model(m) for m in models)):
+        return False
+    for var in OFFLINE_VARS:
+        os.environ.setdefault(var, "1")
+    offline = os.environ["HF_HUB_OFFLINE"].upper() in {"1", "ON", "YES", "TRUE"}
+    # the libraries read these variables when imported: tell those already imported
+    if offline and "huggingface_hub.constants" in sys.modules:
+        sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True
+    if offline and "datasets.config" in sys.modules:
+        sys.modules["datasets.config"].HF_HUB_OFFLINE = sys.modules["datasets.config"].HF_DATASETS_OFFLINE = True
+    return offline
+
+
+def _parse_params(text: str | None, sampler: str) -> dict[str, Any]:
+    """``--params`` JSON: an object whose names and value types the sampler takes."""
+    from .validate import check_sampler_params
+
+    check_sampler_params(sampler, {}, "argument --sampler")
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ArgumentError(f"argument --params: not valid JSON ({err.msg} at column {err.colno}) in {text!r}; "
+                            "write e.g. --params '{\"dim\": 16}' (names in double quotes)") from None
+    if not isinstance(value, dict):
+        raise ArgumentError(f"argument --params: must be a JSON object such as {{\"dim\": 16}}, got {text!r}")
+    return check_sampler_params(sampler, value, "argument --params")
+
+
+def _probe_writable(folder: Path, what: str) -> None:
+    """Create (and remove) a file in ``folder``, creating the folder first; ArgumentError if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".effalign-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ArgumentError(f"{what}: cannot write in {folder} ({err.strerror or err})") from None
+
+
+def _check_out(out: str, source: str) -> None:
+    """``select --out``: a .jsonl/.jsonl.gz file path (not a folder, not the input) in a writable folder."""
+    from .data import resolve_source
+    from .export import sidecar_path
+
+    if not out.endswith((".jsonl", ".jsonl.gz")):
+        raise ArgumentError(f"argument --out: must end with .jsonl or .jsonl.gz, got {out!r}")
+    path = Path(out).expanduser()
+    sidecar = sidecar_path(path)
+    for target in (path, sidecar):
+        if target.is_dir():
+            raise ArgumentError(f"argument --out: {target} is a directory; give a file name such as {target / 'subset.jsonl'}")
+    src = Path(resolve_source(source)).expanduser()
+    for target in (path, sidecar):
+        same = target.resolve() == src.resolve()
+        if not same and target.exists() and src.exists():
+            same = os.path.samefile(target, src)
+        if same:
+            raise ArgumentError(f"argument --out: {target} is the input data ({source}); writing there would overwrite it")
+    _probe_writable(path.parent, "argument --out")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -41,9 +141,17 @@ def _cmd_materialise(args: argparse.Namespace) -> int:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        raise ArgumentError(f"argument --fraction: must be in (0, 1], got {args.fraction}")
+    if args.budget is not None and args.budget < 1:
+        raise ArgumentError(f"argument --budget: must be at least 1, got {args.budget}")
+    if args.seed < 0:
+        raise ArgumentError(f"argument --seed: must be a non-negative integer, got {args.seed}")
+    params = _parse_params(args.params, args.sampler)
+    _check_out(args.out, args.source)
+    use_offline_defaults([args.source])
     from .export import export_subset
 
-    params = json.loads(args.params) if args.params else {}
     summary = export_subset(
         source=args.source,
         sampler=args.sampler,
@@ -59,6 +167,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
 
 def _cmd_testbed_build(args: argparse.Namespace) -> int:
+    use_offline_defaults([], [args.policy] if args.policy else [])
     from .testbed import TestbedConfig, build_testbed
 
     overrides = {k: v for k, v in vars(args).items() if k in TestbedConfig.__dataclass_fields__ and v is not None}
@@ -71,6 +180,7 @@ def _cmd_testbed_build(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     import yaml
 
+    use_offline_defaults()
     from .book import build_book
 
     overrides: dict = {}
@@ -87,20 +197,47 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_grids(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Read and check every grid file (yaml errors and missing files named) before any work."""
+    import yaml
+
+    from .experiment import load_grid
+
+    grids = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise ArgumentError(f"argument --grid: {path}: " + ("is a directory" if Path(path).is_dir() else "file not found"))
+        try:
+            grids.append(load_grid(path))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ArgumentError(f"{path}: not valid YAML{where} ({getattr(err, 'problem', None) or err})") from None
+        except UnicodeDecodeError as err:
+            raise ArgumentError(f"{path}: not UTF-8 text (byte {err.start + 1})") from None
+    return grids
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import expand_grid, load_grid, parse_shard, run_specs, shard_specs, shard_writer
+    if args.threads is not None and args.threads < 1:
+        raise ArgumentError(f"argument --threads: must be at least 1, got {args.threads}")
+    grids = _load_grids(args.grid)
+    use_offline_defaults([src for g in grids for src in (g["data"]["source"], g["data"].get("eval_source")) if src],
+                         [g.get("model", "smollm2-135m-instruct") for g in grids])
+    from .experiment import expand_grid, parse_shard, run_specs, shard_specs, shard_writer
     from .runs import ResultStore, is_main_process
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    grids = [load_grid(path) for path in args.grid]
+    store = args.store or grids[0].get("store") or "results"
+    if not args.dry_run:
+        ResultStore(store).check_writable([g["experiment"] for g in grids])
     # seed-major across all grids: an interrupted run leaves whole seeds of every grid, not a few grids
     specs = sorted((s for g in grids for s in expand_grid(g)), key=lambda s: s.seed)
     if args.reverse:
         specs.reverse()
-    store = args.store or grids[0].get("store") or "results"
     names = ", ".join(g["experiment"] for g in grids)
     say = print if is_main_process() else (lambda *a, **k: None)  # one report per multi-process launch
     say(f"{len(specs)} runs in {len(grids)} grid(s) (experiments {names}), store {store}")
@@ -123,6 +260,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
+    if args.threads is not None and args.threads < 1:
+        raise ArgumentError(f"argument --threads: must be at least 1, got {args.threads}")
+    from .runs import ResultStore
+
+    record = ResultStore(args.store).get(args.key)
+    if record is None:
+        raise ArgumentError(f"argument key: no valid stored run with key {args.key!r} in {args.store}")
+    data = record["spec"]["data"]
+    use_offline_defaults([s for s in (data.get("source"), data.get("eval_source")) if s], [record["spec"]["model"]])
     from .experiment import rerun
 
     import numpy as np
@@ -220,13 +366,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(err: BaseException) -> str:
+    """One line for a failure: library errors carry their own message (file, row, reason); an
+    operating-system error names its file; anything else is named by its type."""
+    if isinstance(err, OSError) and err.filename is not None:
+        names = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 is not None else "")
+        return f"{names}: {err.strerror or err}"
+    if isinstance(err, sqlite3.Error):
+        return f"SQLite cache error ({type(err).__name__}: {err})"
+    if isinstance(err, (ValueError, RuntimeError, OSError)) and str(err):
+        return str(err)
+    return f"{type(err).__name__}: {err} (EFFALIGN_DEBUG=1 shows where)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        # library errors carry their own clear message (file, row, reason)
-        print(f"effalign: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("effalign: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # every failure becomes one clear line and exit status 2
+        if os.environ.get("EFFALIGN_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"effalign: error: {describe_error(err)}", file=sys.stderr)
         return 2
 
 

@@ -10,10 +10,14 @@
 - ``ultrafeedback``: UltraFeedback-binarized, ``chosen``/``rejected`` message lists that include
   the user turn (the shared messages before the last assistant message are the prompt).
 
-Malformed input raises :class:`DataError` naming the file, the row and the reason. Rows that are
-valid but useless (chosen identical to rejected, HH dialogues that differ before the final
-assistant turn, an empty final response) are dropped and counted in the :class:`LoadReport`;
-``strict=True`` turns any drop into an error.
+Malformed input raises :class:`DataError` naming the file, the row and the reason (a field of the
+wrong type, bytes that are not UTF-8, malformed JSON or ``metadata``). Rows that are valid but
+useless (chosen identical to rejected, HH dialogues that differ before the final assistant turn,
+an empty final response) are dropped and counted in the :class:`LoadReport`; ``strict=True``
+turns any drop into an error, and a file whose every row is dropped is an error too. A pair's
+``metadata`` keeps its own ``row`` and ``source`` (where this load read it); a row's own
+``metadata.row``/``metadata.source`` (e.g. from an exported subset) are kept as
+``upstream_row``/``upstream_source``.
 """
 
 from __future__ import annotations
@@ -209,24 +213,41 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
     name = str(path)
     if not path.exists():
         raise DataError(name, None, "file not found")
+    if path.is_dir():
+        raise DataError(name, None, "is a directory, not a data file")
     if name.endswith((".jsonl", ".jsonl.gz")):
         opener = gzip.open if name.endswith(".gz") else open
+        lineno = 0
         try:
-            with opener(path, "rt", encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, start=1):
+            with opener(path, "rb") as fh:
+                for lineno, raw in enumerate(fh, start=1):
+                    try:
+                        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                    except UnicodeDecodeError as err:
+                        raise DataError(name, lineno, f"not UTF-8 text (byte {err.start + 1} of the line is "
+                                                      f"{raw[err.start:err.start + 1]!r})") from None
                     if not line.strip():
                         continue
                     try:
                         yield lineno, json.loads(line)
                     except json.JSONDecodeError as err:
                         raise DataError(name, lineno, f"malformed JSON ({err.msg} at column {err.colno})") from None
-        except (OSError, EOFError, UnicodeDecodeError) as err:
-            if isinstance(err, DataError):
-                raise
-            raise DataError(name, None, f"cannot read file ({err})") from None
+        except (OSError, EOFError) as err:
+            after = f" after line {lineno}" if lineno else ""
+            raise DataError(name, None, f"cannot read file{after} ({type(err).__name__}: {err})") from None
     elif name.endswith(".json"):
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
+        except OSError as err:
+            raise DataError(name, None, f"cannot read file ({err.strerror or err})") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise DataError(name, None, f"not UTF-8 text (line {line}, byte {err.start + 1} of the file is "
+                                        f"{raw[err.start:err.start + 1]!r})") from None
+        try:
+            payload = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataError(name, None, f"malformed JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
         if isinstance(payload, dict) and isinstance(payload.get("data"), list):
@@ -255,6 +276,9 @@ def _iter_hub_rows(source: str, split: str | None, **load_kwargs: Any) -> Iterat
         raise DataError(
             source, None, f"could not load from the Hugging Face hub ({type(err).__name__}: {err}); "
             "offline, pass a local .jsonl/.jsonl.gz/.json/.parquet file"
+            + (" (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set: unset it to download)"
+               if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or
+               os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "") else "")
         ) from None
     yield from enumerate(ds, start=1)
 
@@ -268,21 +292,42 @@ def detect_format(row: Any, source: str = "<row>", rowno: int | None = None) -> 
     """Name the row format of one decoded row, or raise :class:`DataError` listing the supported ones."""
     if not isinstance(row, dict):
         raise DataError(source, rowno, f"expected a JSON object, got {type(row).__name__}")
-    chosen, rejected = row.get("chosen"), row.get("rejected")
-    if "prompt" in row and isinstance(row.get("prompt"), list):
+    if not {"chosen", "rejected"} <= set(row):
+        raise DataError(
+            source, rowno,
+            f"unknown row format (keys: {sorted(row)}); supported: hh (chosen/rejected dialogues with "
+            "'\\n\\nHuman: ' turns), trl (prompt/chosen/rejected message lists), plain (prompt/chosen/rejected "
+            "strings), ultrafeedback (chosen/rejected message lists including the user turn)",
+        )
+    chosen, prompt = row["chosen"], row.get("prompt")
+    if isinstance(prompt, list):
         return "trl"
-    if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict) and chosen[0].get("role") in {"user", "system"}:
+    first = chosen[0] if isinstance(chosen, list) and chosen else None
+    if isinstance(first, dict) and isinstance(first.get("role"), str) and first["role"] in {"user", "system"}:
         return "ultrafeedback"
     if isinstance(chosen, str) and "prompt" not in row and "\n\nHuman: " in chosen:
         return "hh"
-    if isinstance(row.get("prompt"), str) and isinstance(chosen, str):
+    if isinstance(prompt, str) and isinstance(chosen, str):
         return "plain"
-    raise DataError(
-        source, rowno,
-        f"unknown row format (keys: {sorted(row)}); supported: hh (chosen/rejected dialogues with "
-        "'\\n\\nHuman: ' turns), trl (prompt/chosen/rejected message lists), plain (prompt/chosen/rejected "
-        "strings), ultrafeedback (chosen/rejected message lists including the user turn)",
-    )
+    # the keys name a format but a value has the wrong type: say which
+    if "prompt" in row and not isinstance(prompt, str):
+        raise DataError(source, rowno, "field 'prompt' must be text (plain format) or a list of messages "
+                                       f"(trl format), got {_type_name(prompt)}")
+    if isinstance(chosen, list):
+        raise DataError(source, rowno, "field 'chosen' is a list but not an ultrafeedback conversation (its first "
+                                       "item must be a {role: user or system, content} message), and there is "
+                                       "no 'prompt' message list (trl format)")
+    if isinstance(chosen, str):
+        raise DataError(source, rowno, "field 'chosen' is text without '\\n\\nHuman: ' turns (hh format), and there "
+                                       "is no 'prompt' field (plain format)")
+    raise DataError(source, rowno, "field 'chosen' must be text (hh, plain) or a list of messages (trl, "
+                                   f"ultrafeedback), got {_type_name(chosen)}")
+
+
+def _type_name(value: Any) -> str:
+    names = {str: "text", list: "a list", dict: "an object", int: "an integer", float: "a number",
+             bool: "true/false", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 class _Drop(Exception):
@@ -307,10 +352,11 @@ def _messages(value: list[Any], key: str, source: str, rowno: int) -> list[Messa
     for j, m in enumerate(value):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise DataError(source, rowno, f"field '{key}' item {j} must be an object with 'role' and 'content'")
-        if m["role"] not in ROLES:
-            raise DataError(source, rowno, f"field '{key}' item {j} has unknown role {m['role']!r}")
+        if not isinstance(m["role"], str) or m["role"] not in ROLES:
+            raise DataError(source, rowno, f"field '{key}' item {j} has unknown role {m['role']!r}; "
+                                           f"a role is one of {', '.join(sorted(ROLES))}")
         if not isinstance(m["content"], str):
-            raise DataError(source, rowno, f"field '{key}' item {j} content must be str")
+            raise DataError(source, rowno, f"field '{key}' item {j} content must be text, got {_type_name(m['content'])}")
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
@@ -331,6 +377,28 @@ def _split_last_assistant(msgs: list[Message], key: str, source: str, rowno: int
     return msgs[:-1], msgs[-1]
 
 
+def _row_metadata(meta: Any, source: str, rowno: int) -> dict[str, Any]:
+    """A row's own ``metadata`` (an object, or JSON text of one) with this load's ``row``; its own
+    ``row``/``source`` are kept as ``upstream_row``/``upstream_source``."""
+    if meta is None:
+        meta = {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta) if meta.strip() else {}
+        except json.JSONDecodeError as err:
+            raise DataError(source, rowno, f"field 'metadata' is text but not valid JSON ({err.msg} at column "
+                                           f"{err.colno})") from None
+    if not isinstance(meta, dict):
+        raise DataError(source, rowno, f"field 'metadata' must be an object (or JSON text of one), got {_type_name(meta)}")
+    out = dict(meta)
+    for key in ("row", "source"):
+        if key in out:
+            value = out.pop(key)
+            out.setdefault(f"upstream_{key}", value)
+    out["row"] = rowno
+    return out
+
+
 def _parse_row(fmt: str, row: dict[str, Any], source: str, rowno: int) -> PreferencePair:
     if fmt == "hh":
         chosen_d = _need(row, "chosen", str, source, rowno)
@@ -344,10 +412,7 @@ def _parse_row(fmt: str, row: dict[str, Any], source: str, rowno: int) -> Prefer
         prompt = _messages(_need(row, "prompt", list, source, rowno), "prompt", source, rowno)
         chosen = _messages(_need(row, "chosen", list, source, rowno), "chosen", source, rowno)
         rejected = _messages(_need(row, "rejected", list, source, rowno), "rejected", source, rowno)
-        meta = row.get("metadata") or {}
-        if isinstance(meta, str):
-            meta = json.loads(meta)
-        pair = PreferencePair(prompt, chosen, rejected, {"row": rowno, **meta})
+        pair = PreferencePair(prompt, chosen, rejected, _row_metadata(row.get("metadata"), source, rowno))
     elif fmt == "plain":
         prompt = _need(row, "prompt", str, source, rowno)
         chosen = _need(row, "chosen", str, source, rowno)
@@ -393,9 +458,12 @@ def load_preferences(
 
     ``split`` selects the hub split (default ``train``); extra keyword arguments go to
     ``datasets.load_dataset`` (e.g. ``data_dir="harmless-base"`` for ``Anthropic/hh-rlhf``).
-    ``limit`` stops after that many rows read. The returned collection's ``report`` lists the
-    detected format, rows read and kept, and drops by reason.
+    ``limit`` (a positive integer) stops after that many rows read. The returned collection's
+    ``report`` lists the detected format, rows read and kept, and drops by reason; a source with
+    no usable pair (every row dropped) raises :class:`DataError`.
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive integer (or None for every row), got {limit!r}")
     resolved = resolve_source(source)
     if _is_local(resolved):
         name = str(Path(resolved).expanduser())
@@ -420,11 +488,15 @@ def load_preferences(
                 raise DataError(name, rowno, f"dropped row ({drop.args[0]}) with strict=True") from None
             report.drop(drop.args[0], rowno)
             continue
-        pair.metadata.setdefault("source", Path(name).name if _is_local(resolved) else name)
+        pair.metadata["source"] = Path(name).name if _is_local(resolved) else name
         pairs.append(pair)
     if report is None:
         raise DataError(name, None, "no rows found")
     report.rows_kept = len(pairs)
+    if not pairs:
+        reasons = "; ".join(f"{reason}: {count} (rows {', '.join(map(str, report.dropped_rows[reason][:5]))}"
+                            f"{', …' if count > 5 else ''})" for reason, count in sorted(report.dropped.items()))
+        raise DataError(name, None, f"no usable pairs: all {report.rows_read} rows were dropped ({reasons})")
     return PreferenceData(pairs, report, name=str(source))
 
 
@@ -476,9 +548,13 @@ def write_jsonl_gz(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        for row in rows:
-            gz.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
-            count += 1
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+            for row in rows:
+                gz.write((json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+                count += 1
+            gz.flush()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only when writing or renaming failed
     return count

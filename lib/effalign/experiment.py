@@ -41,6 +41,7 @@ from .data import PreferenceData, load_preferences, split_by_prompt
 from .logps import ReferenceLogps, reference_logps
 from .runs import ResultStore, RunSpec, run_grid
 from .train import DPOTrainConfig, prepare_policy, train_dpo
+from .validate import validate_grid
 
 DEFAULT_EVAL = {"batch_size": 8, "generation": False, "max_new_tokens": 96, "kl_samples": 1, "n_boot": 2000,
                 "gen_batch_size": 16}
@@ -295,9 +296,7 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     import yaml
 
     grid = yaml.safe_load(Path(path).read_text())
-    if not isinstance(grid, dict):
-        raise ValueError(f"{path}: a grid file must be a mapping")
-    return grid
+    return validate_grid(grid, path, eval_defaults=DEFAULT_EVAL)  # types checked, numbers-as-text converted
 
 
 def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True,

