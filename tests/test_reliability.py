@@ -217,12 +217,12 @@ def test_row_metadata_does_not_override_provenance(tmp_path, record):
 @pytest.fixture
 def no_export(monkeypatch):
     """Fail loudly if a command gets as far as loading data and selecting."""
-    import effalign.samplers
+    import effalign.export
 
     def boom(*args, **kwargs):
         raise AssertionError("export_subset reached: the arguments were not checked first")
 
-    monkeypatch.setattr(effalign.samplers, "export_subset", boom)
+    monkeypatch.setattr(effalign.export, "export_subset", boom)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -284,12 +284,12 @@ def test_out_on_a_read_only_file_system(tmp_path, record):
     (PermissionError(13, "Permission denied", "/data/x.jsonl"), "effalign: error: /data/x.jsonl: Permission denied"),
 ], ids=["TypeError", "sqlite3", "OSError"])
 def test_unexpected_exceptions_are_one_line(tmp_path, capsys, monkeypatch, record, error, expected):
-    import effalign.samplers
+    import effalign.export
 
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(effalign.samplers, "export_subset", fail)
+    monkeypatch.setattr(effalign.export, "export_subset", fail)
     source = write_rows(tmp_path / "p.jsonl", plain_pairs(4))
     rc, err = run_main(capsys, "select", "--source", source, "--sampler", "random", "--budget", 1, "--out", tmp_path / "o.jsonl")
     assert rc == 2 and err == expected
