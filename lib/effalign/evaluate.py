@@ -303,11 +303,13 @@ class KLEstimate:
 
 
 def sample_kl(model: Any, ref_model: Any, tokenizer: Any, prompts: Sequence[Any], *, n_samples: int = 2,
-              max_new_tokens: int = 96, batch_size: int = 16, seed: int = 0, progress: bool = True) -> KLEstimate:
+              max_new_tokens: int = 96, batch_size: int = 16, seed: int = 0, autocast: bool | None = None,
+              progress: bool = True) -> KLEstimate:
     """KL(πθ‖πref) per prompt from ``n_samples`` responses sampled from ``model`` at temperature 1
     (no top-k/top-p), scored with :func:`trajectory_kl` on the sampled token ids.
 
     Prompts are batched longest first; batch ``b`` samples with seed ``seed * 100003 + b``.
+    ``autocast`` goes to :func:`trajectory_kl` (default: each model's own numeric path).
     """
     from .generation import decode, prompt_token_ids, render_chat
 
@@ -332,7 +334,7 @@ def sample_kl(model: Any, ref_model: Any, tokenizer: Any, prompts: Sequence[Any]
                     cut += not smp["finished"]
     finally:
         model.train(was_training)
-    per_sample = trajectory_kl(model, ref_model, sequences, tokenizer.pad_token_id)
+    per_sample = trajectory_kl(model, ref_model, sequences, tokenizer.pad_token_id, autocast=autocast)
     return KLEstimate(per_sample.reshape(len(texts), n_samples).mean(axis=1), per_sample, n_samples,
                       cut / len(sequences), float(np.mean([len(c) for _, c in sequences])))
 
