@@ -24,7 +24,8 @@ A spec's ``data`` mapping names the data (:func:`load_splits`):
 ``budget`` is the number of training pairs (``None``: the whole pool). ``train`` holds
 :class:`~effalign.train.DPOTrainConfig` fields, the training budget mode included (an arm of a
 design is a train override such as ``{budget: steps, max_steps: 120}``); ``eval`` holds
-``batch_size``, ``generation`` (bool), ``max_new_tokens``, ``kl_samples`` (sampled responses per
+``pairs`` (bool, default true: the held-out preference evaluation; a pilot that selects settings by
+validation loss may skip it, and so never looks at the evaluation set), ``batch_size``, ``generation`` (bool), ``max_new_tokens``, ``kl_samples`` (sampled responses per
 prompt for the KL), ``n_boot`` and ``gen_batch_size`` (prompts decoded at once; larger batches are
 faster on CPU too, but greedy bf16 output depends slightly on batching).
 
@@ -50,7 +51,7 @@ from .logps import ReferenceLogps, reference_logps
 from .runs import ResultStore, RunSpec, run_grid
 from .train import DPOTrainConfig, prepare_policy, train_dpo
 
-DEFAULT_EVAL = {"batch_size": 8, "generation": False, "max_new_tokens": 96, "kl_samples": 2, "n_boot": 2000,
+DEFAULT_EVAL = {"pairs": True, "batch_size": 8, "generation": False, "max_new_tokens": 96, "kl_samples": 2, "n_boot": 2000,
                 "gen_batch_size": 16}
 DATA_FIELDS = {"source", "eval_source", "eval_size", "split_seed", "pool_size", "pool_per_seed", "val_size",
                "gen_prompts", "gen_n", "split"}
@@ -250,7 +251,8 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
     torch.manual_seed(spec.seed)
     splits = ctx.splits(spec.data, spec.seed)
     pool, eval_pairs = splits.pool, splits.eval
-    pool_ref, eval_ref, val_ref = ctx.reference(spec, config, progress)
+    pool_ref = ctx.logps(pool, spec.model, config, progress)
+    val_ref = ctx.logps(splits.val, spec.model, config, progress) if len(splits.val) else None
 
     t0 = time.perf_counter()
     idx, select_info = select_subset(spec, pool, pool_ref)
@@ -262,18 +264,17 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
                        val_ref=val_ref, progress=progress)
     model, tokenizer = result.model, result.tokenizer
     t0 = time.perf_counter()
-    pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
-                               batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed, progress=progress)
-    items: dict[str, Any] = {"pairs": pref.items(eval_pairs)}
-    metrics: dict[str, Any] = {
-        "n_train": len(subset),
-        "pool_size": len(pool),
-        "fraction": len(subset) / len(pool),
-        **pref.to_dict(),
-        "ref_pref_accuracy": reference_preference_accuracy(eval_ref),
-        "select_s": round(select_s, 2),
-        **{k: v for k, v in result.metrics.items() if k != "truncation"},
-    }
+    metrics: dict[str, Any] = {"n_train": len(subset), "pool_size": len(pool), "fraction": len(subset) / len(pool)}
+    items: dict[str, Any] = {}
+    if ev["pairs"]:
+        eval_ref = ctx.logps(eval_pairs, spec.model, config, progress)
+        pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
+                                   batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed,
+                                   progress=progress)
+        items["pairs"] = pref.items(eval_pairs)
+        metrics.update(pref.to_dict(), ref_pref_accuracy=reference_preference_accuracy(eval_ref))
+    metrics["select_s"] = round(select_s, 2)
+    metrics.update({k: v for k, v in result.metrics.items() if k != "truncation"})
     if ev["generation"] and spec.data.get("gen_prompts") == "testbed":
         gen_metrics, items["prompts"] = _testbed_generation(ctx, spec, model, tokenizer, progress)
         metrics.update(gen_metrics)

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -299,6 +300,7 @@ def _curve_callback(curve: list[dict[str, float]], val_curve: list[dict[str, flo
                         "step": state.global_step,
                         "loss": float(metrics["eval_loss"]),
                         "margin": float(metrics.get("eval_rewards/margins", math.nan)),
+                        "accuracy": float(metrics.get("eval_rewards/accuracies", math.nan)),
                         "seconds": round(time.perf_counter() - start[0], 2),
                     }
                 )
@@ -426,8 +428,9 @@ def train_dpo(
     Metrics: the budget, optimiser ``steps``, ``epochs`` (passes over the pairs, fractional),
     ``pairs_seen``, ``tokens`` (non-padding tokens through the policy in training),
     ``stopped_step`` (the step training ended at) and ``best_step`` (the step whose weights are
-    returned), ``lr_first`` (the learning rate of step 1), first/last/mean training loss,
-    validation loss of the returned weights (``val_loss``) and the best one seen
+    returned), ``lr_first`` (the learning rate of step 1), first/last/mean training loss and
+    ``tail_loss`` (the mean over the last tenth of the logged steps), validation DPO loss and mean
+    margin of the returned weights (``val_loss``, ``val_margin``) and the best loss seen
     (``best_val_loss``), wall time, throughput, peak memory, truncation counts.
     """
     if len(pairs) == 0:
@@ -525,6 +528,7 @@ def train_dpo(
         "train_loss": float(output.training_loss),
         "first_loss": losses[0] if losses else math.nan,
         "last_loss": losses[-1] if losses else math.nan,
+        "tail_loss": float(np.mean(losses[-max(1, len(losses) // 10):])) if losses else math.nan,
         "steps": stopped_step,
         "epochs": round(pairs_seen / len(pairs), 4),
         "stopped_step": stopped_step,
@@ -533,6 +537,7 @@ def train_dpo(
         "lr_first": curve[0]["lr"] if curve else math.nan,
         "val_loss": val_loss,
         "best_val_loss": best_val,
+        "val_margin": next((v["margin"] for v in val_curve if v["step"] == best_step), math.nan),
         "val_n": len(val_pairs) if validate else 0,
         "pairs": len(pairs),
         "pairs_seen": pairs_seen,
