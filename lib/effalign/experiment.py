@@ -110,13 +110,6 @@ class Context:
             self.refs[key] = reference_logps(pairs, base, config=config.tokenize, batch_size=8, progress=progress)
         return self.refs[key]
 
-    def reference(self, spec: RunSpec, config: DPOTrainConfig, progress: bool
-                  ) -> tuple[ReferenceLogps, ReferenceLogps, ReferenceLogps | None]:
-        """Reference log-probs of the spec's pool, evaluation and validation pairs (None: no validation)."""
-        s = self.splits(spec.data, spec.seed)
-        return (self.logps(s.pool, spec.model, config, progress), self.logps(s.eval, spec.model, config, progress),
-                self.logps(s.val, spec.model, config, progress) if len(s.val) else None)
-
 
 def _prompt_groups(data: PreferenceData) -> list[list[int]]:
     groups: dict[str, list[int]] = {}

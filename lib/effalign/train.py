@@ -16,6 +16,13 @@ logging) with a small subclass, :class:`FastDPOTrainer`, that
 The loss is TRL's standard ``sigmoid`` DPO loss, ``-log σ(β[(log πθ(yw) − log πref(yw)) −
 (log πθ(yl) − log πref(yl))])``; ``fast_logps=False`` falls back to TRL's own loss code.
 
+The training budget is a config field (:class:`DPOTrainConfig` ``budget``): epochs, a fixed number
+of optimiser steps (transformers' ``max_steps``: small subsets repeat epochs), or training to
+convergence (transformers' step-wise evaluation on a validation split, ``EarlyStoppingCallback``
+and ``load_best_model_at_end`` on the validation DPO loss). The learning-rate schedule
+(:func:`lr_factor`) replaces transformers' warm-up, whose first step has learning rate 0 (a
+one-step run would not train at all): warm-up starts at ``1/(warmup + 1)`` of the peak rate.
+
 Several GPUs: the same code runs under ``accelerate launch`` (TRL's trainer is accelerate-aware),
 e.g. ``accelerate launch --num_processes 4 -m effalign run --grid params/grid_gpu.yaml``.
 """
@@ -95,7 +102,7 @@ class DPOTrainConfig:
     logging_steps: int = 1  #: steps between loss-curve entries
     budget: str = "epochs"  #: "epochs", "steps" or "converge" (see the class docstring)
     max_steps: int | None = None  #: "steps": the exact optimiser steps; "converge": the cap
-    val_every: int = 10  #: steps between validation-loss evaluations (when validation pairs are given)
+    val_every: int = 10  #: "converge": steps between validation-loss evaluations (other budgets: once, at the end)
     patience: int = 3  #: "converge": evaluations without improvement before stopping
     min_delta: float = 0.0  #: "converge": smallest decrease of the validation loss that counts
     restore_best: bool = True  #: "converge": keep the weights of the best validation loss
@@ -363,9 +370,10 @@ def pairs_dataset(tokenized: Sequence[Any], ref: ReferenceLogps, *, by_length: b
 
 def _trainer_args(config: DPOTrainConfig, output_dir: str, *, on_cpu: bool, validate: bool, progress: bool) -> Any:
     """TRL/transformers arguments for a config: the budget becomes ``num_train_epochs`` or
-    ``max_steps``; validation becomes ``eval_strategy="steps"``; convergence adds
-    ``save_strategy="best"`` with ``load_best_model_at_end`` on ``eval_loss`` (early stopping
-    itself is transformers' ``EarlyStoppingCallback``)."""
+    ``max_steps``; convergence adds step-wise validation (``eval_strategy="steps"`` every
+    ``val_every`` steps) and ``save_strategy="best"`` with ``load_best_model_at_end`` on
+    ``eval_loss`` (early stopping itself is transformers' ``EarlyStoppingCallback``). Other
+    budgets validate once, after training (see :func:`train_dpo`)."""
     from trl import DPOConfig
 
     converge = config.budget == "converge"
@@ -388,14 +396,14 @@ def _trainer_args(config: DPOTrainConfig, output_dir: str, *, on_cpu: bool, vali
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=config.logging_steps,
-        eval_strategy="steps" if validate else "no",
-        eval_steps=config.val_every if validate else None,
+        eval_strategy="steps" if validate and converge else "no",
+        eval_steps=config.val_every if validate and converge else None,
         prediction_loss_only=True,
         save_strategy="best" if converge and config.restore_best else "no",
         save_only_model=True,
         save_total_limit=1,
         load_best_model_at_end=converge and config.restore_best,
-        metric_for_best_model="eval_loss" if validate else None,
+        metric_for_best_model="eval_loss" if converge else None,
         greater_is_better=False,
         report_to=[],
         disable_tqdm=not progress,
@@ -422,8 +430,8 @@ def train_dpo(
     ``policy`` is a name (see :func:`effalign.models.load_policy`) or a ``(model, tokenizer)``
     tuple (trained in place). ``ref``/``val_ref`` give the reference log-probs of the training
     and validation pairs; when omitted they come from the on-disk cache (computed once per pair
-    under the untrained policy). ``val_pairs`` (needed by budget ``"converge"``) are evaluated
-    every ``val_every`` steps and at the end.
+    under the untrained policy). ``val_pairs`` (needed by budget ``"converge"``, which evaluates
+    them every ``val_every`` steps) are evaluated at the end of every run.
 
     Metrics: the budget, optimiser ``steps``, ``epochs`` (passes over the pairs, fractional),
     ``pairs_seen``, ``tokens`` (non-padding tokens through the policy in training),
@@ -507,7 +515,8 @@ def train_dpo(
         best_step, best_val = stopped_step, math.nan
         val_loss = math.nan
         if validate:
-            best_val = float(state.best_metric) if state.best_metric is not None else math.nan
+            best_val = float(state.best_metric) if config.budget == "converge" and state.best_metric is not None \
+                else math.nan
             if config.budget == "converge" and config.restore_best and state.best_global_step:
                 best_step = int(state.best_global_step)
                 val_loss = best_val
