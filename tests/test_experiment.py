@@ -216,7 +216,9 @@ def test_smoke_profile_runs_every_budget_arm(hh_path, tmp_path, monkeypatch):
     from effalign.book import load_profile
     from effalign.runs import RunSpec
 
-    monkeypatch.setenv("EFFALIGN_CACHE", str(tmp_path / "cache"))
+    from effalign import logps
+
+    monkeypatch.setattr(logps, "cache_dir", lambda: tmp_path)  # reference log-probs only; models stay cached
     common = load_profile("smoke")["common"]
     assert set(common["arms"]) == {"epochs", "steps", "converge"}
     track = common["tracks"]["hh"]
@@ -231,3 +233,26 @@ def test_smoke_profile_runs_every_budget_arm(hh_path, tmp_path, monkeypatch):
             assert m["stopped_step"] <= arm["max_steps"]
         if name == "steps":
             assert m["steps"] == arm["max_steps"]
+
+
+def test_testbed_run_stores_per_prompt_outcomes(tmp_path, monkeypatch):
+    from effalign.runs import RunSpec, make_record
+
+    from effalign import logps
+
+    monkeypatch.setattr(logps, "cache_dir", lambda: tmp_path)  # reference log-probs only; models stay cached
+    spec = RunSpec(experiment="tb", model="tiny-random", sampler="random", budget=4, seed=0,
+                   data={"source": "testbed", "eval_source": "testbed-eval", "eval_size": 10, "gen_prompts": "testbed",
+                         "gen_n": 3, "pool_size": 12, "val_size": 4, "pool_per_seed": True},
+                   train={"batch_size": 4, "lora": False, "learning_rate": 1e-3, "max_prompt_tokens": 32,
+                          "max_completion_tokens": 16},
+                   eval={"generation": True, "max_new_tokens": 4, "n_boot": 50})
+    metrics = experiment.run_experiment(spec, progress=False)
+    extra = metrics.pop("extra")
+    record = make_record(spec, metrics, "t0", "t1", 1.0, extra)
+    prompts = record["items"]["prompts"]
+    assert set(prompts) == {"id", "cluster", "reward", "ref_reward", "kl"} and len(prompts["id"]) == 3
+    assert prompts["id"] == prompts["cluster"] and min(prompts["kl"]) >= 0
+    assert record["metrics"]["gen_kl_samples"] == 2 and record["metrics"]["gen_n"] == 3
+    assert abs(sum(prompts["reward"]) / 3 - record["metrics"]["gen_reward"]) < 1e-3
+    assert len(record["items"]["pairs"]["id"]) == record["metrics"]["pref_n"] == 10
