@@ -256,3 +256,34 @@ def test_testbed_run_stores_per_prompt_outcomes(tmp_path, monkeypatch):
     assert record["metrics"]["gen_kl_samples"] == 2 and record["metrics"]["gen_n"] == 3
     assert abs(sum(prompts["reward"]) / 3 - record["metrics"]["gen_reward"]) < 1e-3
     assert len(record["items"]["pairs"]["id"]) == record["metrics"]["pref_n"] == 10
+
+
+def test_an_unchanged_policy_ties_on_every_held_out_pair_whatever_the_cache_holds(tmp_path, monkeypatch):
+    """Evaluation reference log-probs share the policy's evaluation batches (bf16 sums depend on them)."""
+    import numpy as np
+
+    from effalign import logps
+    from effalign.logps import TokenizeConfig, reference_logps
+    from effalign.models import load_policy, tiny_policy
+    from effalign.runs import RunSpec
+
+    monkeypatch.setattr(logps, "cache_dir", lambda: tmp_path)
+    model, tok = tiny_policy(seed=0, hidden_size=256)  # wide enough for bf16 sums to depend on the batch
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    rows = [{"prompt": "Why " * (3 + 5 * i) + "?", "chosen": "Because " * (1 + 3 * i), "rejected": "No " * (2 + 7 * i % 11)}
+            for i in range(16)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {"source": str(tmp_path / "d.jsonl"), "eval_size": 8, "split_seed": 0}
+    _, ev = experiment.load_split(data)
+    base = load_policy(str(tmp_path / "m"))  # bf16, as LoRA trains it
+    tokenize = TokenizeConfig(32, 16)
+    cached = reference_logps(ev, base, config=tokenize, batch_size=1, progress=False)  # other batches, on disk
+    batched = reference_logps(ev, base, config=tokenize, batch_size=4, cache=False, progress=False)
+    assert not np.array_equal(cached.chosen - cached.rejected, batched.chosen - batched.rejected)
+    spec = RunSpec(experiment="t", data=data, model=str(tmp_path / "m"), sampler="random", budget=4, seed=0,
+                   train={"batch_size": 4, "lora": True, "learning_rate": 0.0, "max_prompt_tokens": 32,
+                          "max_completion_tokens": 16},  # LoRA at rate 0: the weights do not move
+                   eval={"n_boot": 50, "batch_size": 4})
+    m = experiment.run_experiment(spec, progress=False)
+    assert m["pref_ties"] == m["pref_n"] == 8 and m["pref_margin"] == 0.0 and m["pref_accuracy"] == 0.5

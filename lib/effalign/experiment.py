@@ -110,6 +110,24 @@ class Context:
             self.refs[key] = reference_logps(pairs, base, config=config.tokenize, batch_size=8, progress=progress)
         return self.refs[key]
 
+    def eval_logps(self, pairs: PreferenceData, model: str, config: DPOTrainConfig, batch_size: int,
+                   progress: bool) -> ReferenceLogps:
+        """Reference log-probs of evaluation pairs, computed here in the very batches the policy's
+        evaluation uses (length-sorted, ``batch_size``), not read from the disk cache.
+
+        bf16 log-probs depend on the batch they are computed in (measured on SmolLM2-135M, HH
+        pairs at 64 + 48 tokens: 0.28 nats per sequence on average between batches of 16 and 1,
+        an implicit-reward noise of SD 0.045 per pair at β = 0.1; float32 agrees to 1e-5), so
+        reference and policy must share their batches: then the untrained policy ties exactly on
+        every pair and the evaluation's rounding largely cancels.
+        """
+        key = ("eval", pairs.fingerprint(), model, config.lora, config.tokenize, batch_size)
+        if key not in self.refs:
+            base = self.base_policy(model, config.lora)
+            self.refs[key] = reference_logps(pairs, base, config=config.tokenize, batch_size=batch_size, cache=False,
+                                             progress=progress)
+        return self.refs[key]
+
 
 def _prompt_groups(data: PreferenceData) -> list[list[int]]:
     groups: dict[str, list[int]] = {}
@@ -260,7 +278,7 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
     metrics: dict[str, Any] = {"n_train": len(subset), "pool_size": len(pool), "fraction": len(subset) / len(pool)}
     items: dict[str, Any] = {}
     if ev["pairs"]:
-        eval_ref = ctx.logps(eval_pairs, spec.model, config, progress)
+        eval_ref = ctx.eval_logps(eval_pairs, spec.model, config, ev["batch_size"], progress)
         pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
                                    batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed,
                                    progress=progress)
