@@ -179,3 +179,201 @@ def test_length_batched_sampler_groups_lengths_and_shuffles_batches():
     assert sorted(batches) == [[5, 6], [7, 50], [52, 98], [99, 100]]  # neighbours in length share a batch
     assert first != second or len(set(map(tuple, batches))) == 1  # the batch order changes per epoch
     assert list(LengthBatchedSampler(lengths, 2, seed=0)) == first  # seeded
+
+
+# --------------------------------------------------------------------------- schedule and budgets
+
+
+def _config(**kw):
+    base = dict(batch_size=8, lora=False, learning_rate=2e-3, max_prompt_tokens=32, max_completion_tokens=16)
+    return DPOTrainConfig(**{**base, **kw})
+
+
+def test_no_step_at_learning_rate_zero():
+    from effalign.train import lr_factor
+
+    for schedule in ("linear", "cosine", "constant"):
+        for total, warm in ((1, 0), (5, 0), (20, 2), (120, 12)):
+            factors = [lr_factor(s, warmup=warm, total=total, schedule=schedule) for s in range(total)]
+            assert min(factors) > 0, (schedule, total, warm)
+            assert max(factors) == pytest.approx(1.0)
+            if warm:
+                assert factors[0] == pytest.approx(1 / (warm + 1)) and factors[warm] == pytest.approx(1.0)
+    assert lr_factor(119, warmup=12, total=120, schedule="linear") == pytest.approx(1 / 108)
+
+
+def test_first_step_uses_a_positive_learning_rate(tmp_path):
+    model, tok = tiny_policy(seed=0)
+    pairs = make_pairs(8)
+    config = _config(budget="steps", max_steps=20, warmup_ratio=0.1, batch_size=4)
+    ref = reference_logps(pairs, (model, tok), config=config.tokenize, cache=tmp_path / "r.sqlite", progress=False)
+    result = train_dpo((model, tok), pairs, config, ref=ref, progress=False)
+    lrs = [c["lr"] for c in result.loss_curve]
+    assert len(lrs) == 20 and result.metrics["lr_first"] == lrs[0]
+    assert lrs[0] == pytest.approx(2e-3 / 3)  # two warm-up steps: 1/3, 2/3, then the peak
+    assert lrs[2] == pytest.approx(2e-3) and min(lrs) > 0
+    assert result.loss_curve[1]["loss"] < result.loss_curve[0]["loss"]  # step 1 already moved the weights
+
+
+def test_steps_budget_gives_every_subset_size_the_same_steps(tmp_path):
+    pairs = make_pairs(16)
+    config = _config(budget="steps", max_steps=5)
+    seen = {}
+    for n in (3, 16):
+        model, tok = tiny_policy(seed=0)
+        ref = reference_logps(pairs[:n], (model, tok), config=config.tokenize, cache=tmp_path / "r.sqlite",
+                              progress=False)
+        m = train_dpo((model, tok), pairs[:n], config, ref=ref, progress=False).metrics
+        assert m["budget"] == "steps" and m["steps"] == 5 and m["stopped_step"] == 5
+        seen[n] = m
+    assert seen[3]["pairs_seen"] == 15 and seen[3]["epochs"] == pytest.approx(5.0)  # 3 pairs a step, 5 epochs
+    assert seen[16]["pairs_seen"] == 40 and seen[16]["epochs"] == pytest.approx(2.5)  # full batches of 8
+    assert seen[16]["tokens"] > seen[3]["tokens"] > 0
+
+
+def test_converge_stops_early_on_the_validation_loss_and_keeps_the_best_weights(tmp_path):
+    model, tok = tiny_policy(seed=0)
+    pairs = make_pairs(16)
+    # validation pairs whose preference is the reverse of training's: their loss rises from the start
+    val = [PreferencePair(p.prompt, p.rejected, p.chosen) for p in make_pairs(24)[16:]]
+    config = _config(budget="converge", max_steps=60, val_every=2, patience=2, learning_rate=5e-3, warmup_ratio=0)
+    cache = tmp_path / "r.sqlite"
+    ref = reference_logps(pairs, (model, tok), config=config.tokenize, cache=cache, progress=False)
+    val_ref = reference_logps(val, (model, tok), config=config.tokenize, cache=cache, progress=False)
+    result = train_dpo((model, tok), pairs, config, ref=ref, val_pairs=val, val_ref=val_ref, progress=False)
+    m = result.metrics
+    assert m["early_stopped"] and m["stopped_step"] == 6  # evaluations at 2 (best), 4 and 6 (no improvement)
+    assert m["best_step"] == 2 and m["steps"] == 6
+    losses = [v["loss"] for v in result.val_curve]
+    assert [v["step"] for v in result.val_curve] == [2, 4, 6] and losses[0] < losses[1] < losses[2]
+    assert m["best_val_loss"] == pytest.approx(losses[0]) and m["val_loss"] == pytest.approx(losses[0])
+    # the returned weights are the best evaluation's: their validation DPO loss is the best one
+    again = preference_accuracy(result.model, tok, val, val_ref, beta=config.beta, config=config.tokenize,
+                                progress=False)
+    assert again.loss == pytest.approx(losses[0], abs=2e-3)
+    assert again.loss < losses[-1] - 1e-3
+
+
+def test_budget_settings_are_checked():
+    with pytest.raises(ValueError, match="needs max_steps"):
+        DPOTrainConfig(budget="steps")
+    with pytest.raises(ValueError, match="budget must be one of"):
+        DPOTrainConfig(budget="tokens")
+    with pytest.raises(ValueError, match="takes no max_steps"):
+        DPOTrainConfig(budget="epochs", max_steps=10)
+    assert DPOTrainConfig(max_steps=-1).max_steps is None  # older specs' "no limit"
+    with pytest.raises(ValueError, match="needs validation pairs"):
+        train_dpo("tiny-random", make_pairs(2), DPOTrainConfig(budget="converge", max_steps=4), progress=False)
+
+
+# --------------------------------------------------------------------------- endpoints and per-item outcomes
+
+
+def test_held_out_dpo_loss_and_per_item_outcomes():
+    from effalign.evaluate import pair_item_id, prompt_item_id
+    from effalign.logps import pair_key
+
+    ref = ReferenceLogps(np.full(4, -10.0), np.full(4, -10.0))
+    ev = preference_eval_from_logps(np.array([-9.0, -8.0, -10.0, -10.0]), np.array([-10.0, -10.0, -9.0, -10.0]), ref,
+                                    beta=0.5)
+    margins = np.array([0.5, 1.0, -0.5, 0.0])
+    assert ev.loss == pytest.approx(np.mean(np.log1p(np.exp(-margins))))
+    assert ev.to_dict()["pref_loss"] == ev.loss and len(ev.to_dict()["pref_loss_ci"]) == 2
+    pairs = make_pairs(3) + [PreferencePair(make_pairs(1)[0].prompt, [{"role": "assistant", "content": "Other."}],
+                                            [{"role": "assistant", "content": "No."}])]
+    items = ev.items(pairs)
+    assert set(items) == {"id", "cluster", "margin", "correct"}
+    assert items["margin"] == [0.5, 1.0, -0.5, 0.0] and items["correct"] == [1.0, 1.0, 0.0, 0.5]
+    assert items["id"][0] == pair_key(pairs[0])[:10] and len(set(items["id"])) == 4
+    assert items["cluster"][0] == items["cluster"][3] == prompt_item_id(pairs[0].prompt) != items["cluster"][1]
+    assert pair_item_id(make_pairs(1)[0]) == items["id"][0]  # a content hash: the same in every run
+    assert prompt_item_id("Tell me about rivers (0).") == items["cluster"][0]
+    with pytest.raises(ValueError):
+        ev.items(pairs[:2])
+    rounded = preference_eval_from_logps(np.array([-9.123456]), np.array([-10.0]), ReferenceLogps(
+        np.array([-10.0]), np.array([-10.0])), beta=0.1).items(pairs[:1])
+    assert rounded["margin"] == [0.0877]
+
+
+def test_untrained_policy_has_dpo_loss_log_two(tiny, tmp_path):
+    model, tok = tiny
+    pairs = make_pairs(6)
+    ref = reference_logps(pairs, (model, tok), config=TOK, cache=tmp_path / "r.sqlite", progress=False)
+    ev = preference_accuracy(model, tok, pairs, ref, config=TOK, progress=False)
+    assert ev.loss == pytest.approx(np.log(2)) and ev.items(pairs)["margin"] == [0.0] * 6
+
+
+# --------------------------------------------------------------------------- KL to the reference
+
+
+def _brute_force_kl(model, ref_model, prompt_ids, response_ids):
+    """Σ_t KL(π(·|prefix_t) ‖ πref(·|prefix_t)) with one unpadded float64 forward per prefix."""
+    total = 0.0
+    for t in range(len(response_ids)):
+        ids = torch.tensor([prompt_ids + response_ids[:t]])
+        with torch.no_grad():
+            p = torch.log_softmax(model(input_ids=ids).logits[0, -1].double(), -1)
+            q = torch.log_softmax(ref_model(input_ids=ids).logits[0, -1].double(), -1)
+        total += float((p.exp() * (p - q)).sum())
+    return total
+
+
+def test_exact_kl_matches_a_brute_force_computation():
+    from effalign.evaluate import sample_kl, trajectory_kl
+
+    model, tok = tiny_policy(seed=0)
+    ref_model, _ = tiny_policy(seed=1)
+    prompts = [[{"role": "user", "content": q}] for q in ("Hi.", "Tell me a long story about owls and maps.")]
+    est = sample_kl(model, ref_model, tok, prompts, n_samples=2, max_new_tokens=5, seed=3, autocast=False,
+                    progress=False)
+    fast = sample_kl(model, ref_model, tok, prompts, n_samples=2, max_new_tokens=5, seed=3, progress=False)
+    assert est.per_sample.shape == (4,) and est.per_prompt.shape == (2,) and est.samples_per_prompt == 2
+    assert np.all(est.per_sample > 0)
+    # recompute from the very samples the estimate used (same seeds, same batch), one prefix at a time
+    from effalign.generation import decode, prompt_token_ids, render_chat
+
+    texts = [render_chat(tok, p) for p in prompts]
+    order = sorted(range(2), key=lambda i: -len(texts[i]))
+    res = decode(model, tok, [texts[i] for i in order], k=2, do_sample=True, temperature=1.0, max_new_tokens=5,
+                 seed=3 * 100_003)
+    brute = np.zeros(4)
+    sequences = []
+    for i, samples in zip(order, res):
+        for j, s in enumerate(samples):
+            # a sample cut at the limit keeps its 5 sampled tokens, no end-of-turn token appended
+            assert len(s["ids"]) == s["n_tokens"] and (s["finished"] or len(s["ids"]) == 5)
+            assert s["finished"] == (s["ids"][-1] == tok.eos_token_id)
+            brute[i * 2 + j] = _brute_force_kl(model, ref_model, prompt_token_ids(tok, texts[i]), s["ids"])
+            sequences.append((prompt_token_ids(tok, texts[i]), s["ids"]))
+    assert est.per_sample == pytest.approx(brute, rel=1e-4, abs=1e-5)
+    assert est.per_prompt == pytest.approx(brute.reshape(2, 2).mean(1), rel=1e-4)
+    assert est.mean_tokens == pytest.approx(np.mean([len(c) for _, c in sequences]))
+    assert fast.per_sample == pytest.approx(brute, rel=1e-2)  # the default bf16-autocast path of float32 weights
+    # padding in a batch of unequal lengths changes nothing; a model against itself has KL exactly 0
+    unequal = [sequences[0], (sequences[1][0], sequences[1][1][:2])]
+    batched = trajectory_kl(model, ref_model, unequal, tok.pad_token_id, batch_size=2, autocast=False)
+    assert batched[1] == pytest.approx(_brute_force_kl(model, ref_model, *unequal[1]), rel=1e-4)
+    assert np.all(trajectory_kl(model, model, sequences, tok.pad_token_id) == 0.0)
+
+
+def test_generation_eval_stores_per_prompt_outcomes(tiny):
+    from effalign.evaluate import prompt_item_id
+
+    model, tok = tiny
+    other, _ = tiny_policy(seed=1)
+    prompts = [[{"role": "user", "content": f"Say something about {w}."}] for w in ("cats", "rain", "tea")]
+
+    def reward(ps, responses):
+        return [float(len(r) % 3) for r in responses]
+
+    ev = generation_eval(model, tok, prompts, reward, ref_model=other, max_new_tokens=4, n_boot=100, progress=False)
+    items = ev.items(prompts)
+    assert set(items) == {"id", "cluster", "reward", "ref_reward", "kl"}
+    assert items["id"] == items["cluster"] == [prompt_item_id(p) for p in prompts]
+    assert items["reward"] == [round(x, 4) for x in reward(prompts, ev.responses)]
+    assert ev.kl_estimate.samples_per_prompt == 2 and min(items["kl"]) > 0  # two samples per prompt by default
+    assert ev.kl == pytest.approx(np.mean(ev.kl_estimate.per_prompt))
+    d = ev.to_dict()
+    assert d["gen_kl_samples"] == 2 and 0 <= d["gen_kl_cut_share"] <= 1
+    no_ref = generation_eval(model, tok, prompts, reward, max_new_tokens=4, n_boot=100, progress=False).items(prompts)
+    assert set(no_ref) == {"id", "cluster", "reward"}  # only what was evaluated

@@ -6,20 +6,33 @@ The notebooks and ``python -m effalign run --grid grid.yaml`` use the same funct
 obtain a grid's records with :func:`collect` (the only analysis-side entry that may start training),
 or read them with :func:`stored_records`; :func:`availability` counts what is stored.
 
-A spec's ``data`` mapping names the data:
+A spec's ``data`` mapping names the data (:func:`load_splits`):
 
 - ``source``: the training data (alias, file or hub id);
 - ``eval_source`` (optional): separate evaluation pairs (``eval_size``, a count, keeps a seeded
   sample of them); otherwise ``source`` is split by prompt with ``eval_size`` (count or fraction)
-  and ``split_seed``;
-- ``pool_size`` (optional): keep the first ``pool_size`` pool pairs (after a seeded shuffle);
+  and ``split_seed``. The evaluation set never depends on the run's seed;
+- ``pool_size`` (optional): how many of the remaining pairs form the pool (a seeded sample);
+- ``pool_per_seed`` (optional, default false): draw the pool (and the validation split) with the
+  run's seed, so that each seed has a fresh pool shared by every sampler of that seed; otherwise
+  one pool (from ``split_seed``) serves every seed;
+- ``val_size`` (optional): a validation split of whole prompts drawn from the pairs outside the
+  evaluation set and disjoint from the pool (a count, or a fraction of ``pool_size``); budget
+  ``"converge"`` stops early on it, and every run reports its final validation loss;
 - ``gen_prompts`` (optional): ``"testbed"`` to evaluate generations on the testbed's held-out
-  prompts with the gold reward (``gen_n`` of them).
+  prompts with the gold reward: all of them, or a random sample of ``gen_n`` (drawn with
+  ``split_seed``, the same for every run).
 
 ``budget`` is the number of training pairs (``None``: the whole pool). ``train`` holds
-:class:`~effalign.train.DPOTrainConfig` fields; ``eval`` holds ``batch_size``,
-``generation`` (bool), ``max_new_tokens``, ``kl_samples`` and ``gen_batch_size`` (prompts decoded at
-once; larger batches are faster on CPU too, but greedy bf16 output depends slightly on batching).
+:class:`~effalign.train.DPOTrainConfig` fields, the training budget mode included (an arm of a
+design is a train override such as ``{budget: steps, max_steps: 120}``); ``eval`` holds
+``pairs`` (bool, default true: the held-out preference evaluation; a pilot that selects settings by
+validation loss may skip it, and so never looks at the evaluation set), ``batch_size``, ``generation`` (bool), ``max_new_tokens``, ``kl_samples`` (sampled responses per
+prompt for the KL), ``n_boot`` and ``gen_batch_size`` (prompts decoded at once; larger batches are
+faster on CPU too, but greedy bf16 output depends slightly on batching).
+
+Every record carries its per-item outcomes (``items``: held-out pairs' margins and verdicts,
+held-out prompts' rewards and KL; see :mod:`effalign.evaluate`).
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ import itertools
 import json
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,31 +50,54 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import PreferenceData, load_preferences, split_by_prompt
+from .data import PreferenceData, load_preferences, normalise_prompt, split_by_prompt
 from .logps import ReferenceLogps, reference_logps
 from .runs import ResultStore, RunSpec, run_grid
 from .train import DPOTrainConfig, prepare_policy, train_dpo
 from .validate import validate_grid
 
-DEFAULT_EVAL = {"batch_size": 8, "generation": False, "max_new_tokens": 96, "kl_samples": 1, "n_boot": 2000,
+DEFAULT_EVAL = {"pairs": True, "batch_size": 8, "generation": False, "max_new_tokens": 96, "kl_samples": 2, "n_boot": 2000,
                 "gen_batch_size": 16}
+DATA_FIELDS = {"source", "eval_source", "eval_size", "split_seed", "pool_size", "pool_per_seed", "val_size",
+               "gen_prompts", "gen_n", "split"}
+
+
+@dataclass
+class Splits:
+    """The data of one run: its pool, the fixed evaluation pairs and the validation pairs (may be empty)."""
+
+    pool: PreferenceData
+    eval: PreferenceData
+    val: PreferenceData
 
 
 @dataclass
 class Context:
-    """Caches shared by the runs of one process: data splits, base policies, reference outputs."""
+    """Caches shared by the runs of one process: data, splits, base policies, reference outputs."""
 
-    data: dict[str, tuple[PreferenceData, PreferenceData]] = field(default_factory=dict)
+    sources: dict[tuple[str, Any], PreferenceData] = field(default_factory=dict)
+    data: dict[str, Splits] = field(default_factory=dict)
     policies: dict[tuple[str, bool], tuple[Any, Any]] = field(default_factory=dict)
     ref_gen: dict[str, tuple[list[str], list[float]]] = field(default_factory=dict)
-    refs: dict[tuple[Any, ...], tuple[ReferenceLogps, ReferenceLogps]] = field(default_factory=dict)
+    refs: dict[tuple[Any, ...], ReferenceLogps] = field(default_factory=dict)
 
-    def split(self, data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
-        """Pool and evaluation pairs for a spec's ``data`` mapping (cached)."""
-        key = json.dumps(dict(data_spec), sort_keys=True)
+    def load(self, source: str, split: str | None = None) -> PreferenceData:
+        """A data source, read once per process."""
+        if (source, split) not in self.sources:
+            self.sources[(source, split)] = load_preferences(source, split=split)
+        return self.sources[(source, split)]
+
+    def splits(self, data_spec: Mapping[str, Any], seed: int = 0) -> Splits:
+        """Pool, evaluation and validation pairs of a spec's ``data`` for a run seed (cached)."""
+        key = json.dumps(dict(data_spec), sort_keys=True) + (f"|{seed}" if data_spec.get("pool_per_seed") else "")
         if key not in self.data:
-            self.data[key] = load_split(data_spec)
+            self.data[key] = load_splits(data_spec, seed, loader=self.load)
         return self.data[key]
+
+    def split(self, data_spec: Mapping[str, Any], seed: int = 0) -> tuple[PreferenceData, PreferenceData]:
+        """Pool and evaluation pairs (see :meth:`splits`)."""
+        s = self.splits(data_spec, seed)
+        return s.pool, s.eval
 
     def base_policy(self, name: str, lora: bool) -> tuple[Any, Any]:
         """The untrained policy as training sees it (bf16 for LoRA, float32 for full fine-tuning)."""
@@ -70,38 +106,95 @@ class Context:
             self.policies[key] = prepare_policy(name, DPOTrainConfig(lora=lora))
         return self.policies[key]
 
-    def reference(self, spec: RunSpec, config: DPOTrainConfig, progress: bool) -> tuple[ReferenceLogps, ReferenceLogps]:
-        """Reference log-probs of the pool and the evaluation pairs (disk-cached; kept here per split)."""
-        key = (json.dumps(dict(spec.data), sort_keys=True), spec.model, config.lora, config.tokenize)
+    def logps(self, pairs: PreferenceData, model: str, config: DPOTrainConfig, progress: bool) -> ReferenceLogps:
+        """Reference log-probs of ``pairs`` (disk-cached per pair, so one pool's numbers serve
+        every subset of it and every pool sharing its pairs; kept here per set of pairs)."""
+        key = (pairs.fingerprint(), model, config.lora, config.tokenize)
         if key not in self.refs:
-            pool, eval_pairs = self.split(spec.data)
-            base = self.base_policy(spec.model, config.lora)
-            self.refs[key] = tuple(
-                reference_logps(pairs, base, config=config.tokenize, batch_size=8, progress=progress)
-                for pairs in (pool, eval_pairs)
-            )
+            base = self.base_policy(model, config.lora)
+            self.refs[key] = reference_logps(pairs, base, config=config.tokenize, batch_size=8, progress=progress)
+        return self.refs[key]
+
+    def eval_logps(self, pairs: PreferenceData, model: str, config: DPOTrainConfig, batch_size: int,
+                   progress: bool) -> ReferenceLogps:
+        """Reference log-probs of evaluation pairs, computed here in the very batches the policy's
+        evaluation uses (length-sorted, ``batch_size``), not read from the disk cache.
+
+        bf16 log-probs depend on the batch they are computed in (measured on SmolLM2-135M, HH
+        pairs at 64 + 48 tokens: 0.28 nats per sequence on average between batches of 16 and 1,
+        an implicit-reward noise of SD 0.045 per pair at β = 0.1; float32 agrees to 1e-5), so
+        reference and policy must share their batches: then the untrained policy ties exactly on
+        every pair and the evaluation's rounding largely cancels.
+        """
+        key = ("eval", pairs.fingerprint(), model, config.lora, config.tokenize, batch_size)
+        if key not in self.refs:
+            base = self.base_policy(model, config.lora)
+            self.refs[key] = reference_logps(pairs, base, config=config.tokenize, batch_size=batch_size, cache=False,
+                                             progress=progress)
         return self.refs[key]
 
 
-def load_split(data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
-    """Load a spec's pool and evaluation pairs (see the module docstring)."""
-    known = {"source", "eval_source", "eval_size", "split_seed", "pool_size", "gen_prompts", "gen_n", "split"}
-    unknown = set(data_spec) - known
+def _prompt_groups(data: PreferenceData) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, pair in enumerate(data):
+        groups.setdefault(normalise_prompt(pair), []).append(i)
+    return list(groups.values())
+
+
+def load_splits(data_spec: Mapping[str, Any], seed: int = 0, *,
+                loader: Callable[[str, str | None], PreferenceData] | None = None) -> Splits:
+    """Load a spec's pool, evaluation and validation pairs for run seed ``seed`` (see the module docstring).
+
+    Without ``pool_per_seed`` and ``val_size`` the split is exactly that of earlier versions
+    (stored runs stay reproducible): the pool is the first ``pool_size`` pairs of a permutation
+    drawn with ``split_seed``. Otherwise a generator seeded with ``split_seed`` (and the run's
+    seed when ``pool_per_seed``) first draws the validation prompts, then the pool from the rest.
+    """
+    unknown = set(data_spec) - DATA_FIELDS
     if unknown:
-        raise ValueError(f"unknown data fields {sorted(unknown)}; known: {sorted(known)}")
-    data = load_preferences(data_spec["source"], split=data_spec.get("split"))
+        raise ValueError(f"unknown data fields {sorted(unknown)}; known: {sorted(DATA_FIELDS)}")
+    load = loader or (lambda source, split: load_preferences(source, split=split))
+    split_seed = int(data_spec.get("split_seed", 0))
+    data = load(data_spec["source"], data_spec.get("split"))
     if data_spec.get("eval_source"):
-        pool, ev = data, load_preferences(data_spec["eval_source"])
+        rest, ev = data, load(data_spec["eval_source"], None)
         if data_spec.get("eval_size") is not None and int(data_spec["eval_size"]) < len(ev):
-            keep = np.random.default_rng(data_spec.get("split_seed", 0)).permutation(len(ev))[: int(data_spec["eval_size"])]
+            keep = np.random.default_rng(split_seed).permutation(len(ev))[: int(data_spec["eval_size"])]
             ev = ev.subset(sorted(keep.tolist()))
     else:
-        pool, ev = split_by_prompt(data, data_spec.get("eval_size", 300), seed=data_spec.get("split_seed", 0))
-    if data_spec.get("pool_size"):
-        rng = np.random.default_rng(data_spec.get("split_seed", 0))
-        order = rng.permutation(len(pool))[: int(data_spec["pool_size"])]
-        pool = pool.subset(sorted(order.tolist()))
-    return pool, ev
+        rest, ev = split_by_prompt(data, data_spec.get("eval_size", 300), seed=split_seed)
+    pool_size = int(data_spec["pool_size"]) if data_spec.get("pool_size") else None
+    val = rest.subset([])
+    if not data_spec.get("pool_per_seed") and not data_spec.get("val_size"):
+        if pool_size:  # the original fixed pool
+            order = np.random.default_rng(split_seed).permutation(len(rest))[:pool_size]
+            rest = rest.subset(sorted(order.tolist()))
+        return Splits(rest, ev, val)
+    rng = np.random.default_rng([split_seed, int(seed)] if data_spec.get("pool_per_seed") else split_seed)
+    val_size = data_spec.get("val_size")
+    if val_size:
+        n_val = int(val_size) if float(val_size) >= 1 else int(round(float(val_size) * (pool_size or len(rest))))
+        groups = _prompt_groups(rest)
+        val_idx: list[int] = []
+        for g in rng.permutation(len(groups)):
+            if len(val_idx) >= n_val:
+                break
+            val_idx.extend(groups[g])
+        taken = set(val_idx)
+        val = rest.subset(sorted(val_idx))
+        rest = rest.subset([i for i in range(len(rest)) if i not in taken])
+    if pool_size:
+        if pool_size > len(rest):
+            raise ValueError(f"data {data_spec['source']!r}: pool_size {pool_size} but only {len(rest)} pairs lie "
+                             f"outside the evaluation{' and validation' if len(val) else ''} set")
+        rest = rest.subset(sorted(rng.permutation(len(rest))[:pool_size].tolist()))
+    return Splits(rest, ev, val)
+
+
+def load_split(data_spec: Mapping[str, Any], seed: int = 0) -> tuple[PreferenceData, PreferenceData]:
+    """A spec's pool and evaluation pairs for run seed ``seed`` (see :func:`load_splits`)."""
+    s = load_splits(data_spec, seed)
+    return s.pool, s.eval
 
 
 def select_subset(spec: RunSpec, pool: PreferenceData, pool_ref: ReferenceLogps) -> tuple[np.ndarray, dict[str, Any]]:
@@ -125,15 +218,26 @@ def select_subset(spec: RunSpec, pool: PreferenceData, pool_ref: ReferenceLogps)
     return idx, info
 
 
-def _testbed_generation(ctx: Context, spec: RunSpec, model: Any, tokenizer: Any, progress: bool) -> dict[str, Any]:
-    from .evaluate import generation_eval
-    from .testbed import gold_reward_fn, load_eval_prompts
+def testbed_eval_prompts(data_spec: Mapping[str, Any]) -> list[Any]:
+    """The testbed's held-out prompts a spec evaluates: all of them, or a random sample of
+    ``gen_n`` drawn with ``split_seed`` (the same sample for every run seed), in file order."""
+    from .testbed import load_eval_prompts
+
+    prompts = load_eval_prompts()
+    n = data_spec.get("gen_n")
+    if n and int(n) < len(prompts):
+        keep = np.random.default_rng(int(data_spec.get("split_seed", 0))).permutation(len(prompts))[: int(n)]
+        prompts = [prompts[i] for i in sorted(keep.tolist())]
+    return prompts
+
+
+def _testbed_generation(ctx: Context, spec: RunSpec, model: Any, tokenizer: Any, progress: bool
+                        ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    from .evaluate import generate, generation_eval
+    from .testbed import gold_reward_fn
 
     ev = {**DEFAULT_EVAL, **spec.eval}
-    prompts = load_eval_prompts()
-    n = spec.data.get("gen_n")
-    if n:
-        prompts = prompts[: int(n)]
+    prompts = testbed_eval_prompts(spec.data)
     metas = [p.to_metadata() for p in prompts]
     messages = [p.messages() for p in prompts]
 
@@ -141,10 +245,8 @@ def _testbed_generation(ctx: Context, spec: RunSpec, model: Any, tokenizer: Any,
         return gold_reward_fn(metas, responses)
 
     ref_model, _ = ctx.base_policy(spec.model, True)
-    key = f"{spec.model}:{len(prompts)}:{ev['max_new_tokens']}:{ev['gen_batch_size']}"
+    key = json.dumps([spec.model, [m for m in messages], ev["max_new_tokens"], ev["gen_batch_size"]])
     if key not in ctx.ref_gen:
-        from .evaluate import generate
-
         responses = generate(ref_model, tokenizer, messages, max_new_tokens=ev["max_new_tokens"],
                              batch_size=ev["gen_batch_size"], progress=progress)
         ctx.ref_gen[key] = (responses, reward(messages, responses))
@@ -154,19 +256,22 @@ def _testbed_generation(ctx: Context, spec: RunSpec, model: Any, tokenizer: Any,
         max_new_tokens=ev["max_new_tokens"], kl_samples=ev["kl_samples"], n_boot=ev["n_boot"], seed=spec.seed,
         batch_size=ev["gen_batch_size"], progress=progress,
     )
-    return result.to_dict()
+    return result.to_dict(), result.items(messages)
 
 
 def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool = True) -> dict[str, Any]:
-    """Select, train and evaluate one spec; returns metrics (with an ``extra`` entry for details)."""
+    """Select, train and evaluate one spec; returns metrics, with ``items`` (per-item outcomes)
+    and ``extra`` (curves, selection, provenance of the data) entries that the store keeps apart."""
     from .evaluate import preference_accuracy, reference_preference_accuracy
 
     ctx = ctx or Context()
     config = DPOTrainConfig.from_dict({**spec.train, "seed": spec.seed})
     ev = {**DEFAULT_EVAL, **spec.eval}
     torch.manual_seed(spec.seed)
-    pool, eval_pairs = ctx.split(spec.data)
-    pool_ref, eval_ref = ctx.reference(spec, config, progress)
+    splits = ctx.splits(spec.data, spec.seed)
+    pool, eval_pairs = splits.pool, splits.eval
+    pool_ref = ctx.logps(pool, spec.model, config, progress)
+    val_ref = ctx.logps(splits.val, spec.model, config, progress) if len(splits.val) else None
 
     t0 = time.perf_counter()
     idx, select_info = select_subset(spec, pool, pool_ref)
@@ -174,27 +279,34 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
     subset = pool.subset(idx)
     sub_ref = ReferenceLogps(pool_ref.chosen[idx], pool_ref.rejected[idx])
 
-    result = train_dpo(spec.model, subset, config, ref=sub_ref, progress=progress)
+    result = train_dpo(spec.model, subset, config, ref=sub_ref, val_pairs=splits.val if len(splits.val) else None,
+                       val_ref=val_ref, progress=progress)
     model, tokenizer = result.model, result.tokenizer
-    pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
-                               batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed, progress=progress)
-    metrics: dict[str, Any] = {
-        "n_train": len(subset),
-        "pool_size": len(pool),
-        "fraction": len(subset) / len(pool),
-        **pref.to_dict(),
-        "ref_pref_accuracy": reference_preference_accuracy(eval_ref),
-        "select_s": round(select_s, 2),
-        **{k: v for k, v in result.metrics.items() if k != "truncation"},
-    }
+    t0 = time.perf_counter()
+    metrics: dict[str, Any] = {"n_train": len(subset), "pool_size": len(pool), "fraction": len(subset) / len(pool)}
+    items: dict[str, Any] = {}
+    if ev["pairs"]:
+        eval_ref = ctx.eval_logps(eval_pairs, spec.model, config, ev["batch_size"], progress)
+        pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
+                                   batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed,
+                                   progress=progress)
+        items["pairs"] = pref.items(eval_pairs)
+        metrics.update(pref.to_dict(), ref_pref_accuracy=reference_preference_accuracy(eval_ref))
+    metrics["select_s"] = round(select_s, 2)
+    metrics.update({k: v for k, v in result.metrics.items() if k != "truncation"})
     if ev["generation"] and spec.data.get("gen_prompts") == "testbed":
-        metrics.update(_testbed_generation(ctx, spec, model, tokenizer, progress))
+        gen_metrics, items["prompts"] = _testbed_generation(ctx, spec, model, tokenizer, progress)
+        metrics.update(gen_metrics)
+    metrics["eval_s"] = round(time.perf_counter() - t0, 2)
+    metrics["items"] = items
     metrics["extra"] = {
         "loss_curve": result.loss_curve,
+        "val_curve": result.val_curve,
         "selected": np.asarray(idx).tolist(),
         "select_info": select_info,
         "truncation": result.metrics["truncation"],
-        "data_fingerprint": {"pool": pool.fingerprint(), "eval": eval_pairs.fingerprint()},
+        "data_fingerprint": {"pool": pool.fingerprint(), "eval": eval_pairs.fingerprint(),
+                             "val": splits.val.fingerprint() if len(splits.val) else None},
     }
     return metrics
 
@@ -317,6 +429,7 @@ def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True,
         torch.set_num_threads(int(threads))
     new = run_experiment(spec, progress=progress)
     new.pop("extra", None)
+    new.pop("items", None)
     others = [r["metrics"] for r in store.records(spec.experiment)
               if r["key"] != key and RunSpec.from_dict(r["spec"]).replace(seed=spec.seed).key == spec.key]
     return {"key": key, "spec": spec.to_dict(), "stored": record["metrics"], "new": new, "other_seeds": others,

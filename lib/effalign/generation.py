@@ -22,6 +22,11 @@ def render_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
 
+def prompt_token_ids(tokenizer: Any, text: str) -> list[int]:
+    """The token ids :func:`decode` conditions on for a rendered prompt text (before padding)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def next_tokens(
     logits: Any, *, do_sample: bool, temperature: float, top_p: float, top_k: int, generator: Any
 ) -> Any:
@@ -56,8 +61,10 @@ def decode(
 ) -> list[list[dict[str, Any]]]:
     """Generate ``k`` continuations of each rendered prompt text (``k`` is 1 when greedy), one batch.
 
-    Returns, per text, dicts ``{"text", "n_tokens", "finished"}`` (``finished`` is False when
-    the response hit ``max_new_tokens`` without an end-of-turn token).
+    Returns, per text, dicts ``{"text", "ids", "n_tokens", "finished"}``: ``ids`` are the
+    sampled token ids exactly as drawn (the end-of-turn token last when the response finished;
+    nothing appended when it hit ``max_new_tokens``, then ``finished`` is False), so that
+    log-probabilities of a sample need no decode → re-tokenise round trip.
     """
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -112,8 +119,9 @@ def decode(
     results: list[list[dict[str, Any]]] = [[] for _ in texts]
     for row in range(n_rows):
         n = int(lengths[row])
-        text = tokenizer.decode(tokens[row, :n].tolist(), skip_special_tokens=True).strip()
-        results[row // k].append({"text": text, "n_tokens": n, "finished": bool(finished[row])})
+        ids = tokens[row, :n].tolist()
+        text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        results[row // k].append({"text": text, "ids": ids, "n_tokens": n, "finished": bool(finished[row])})
     return results
 
 

@@ -175,12 +175,14 @@ def autocast_default(model: Any) -> bool:
     return next(model.parameters()).dtype == torch.float32
 
 
-def completion_logps(model: Any, batch: Batch, *, autocast: bool | None = None) -> torch.Tensor:
-    """Summed log-probabilities of the completion tokens of each row of ``batch``.
+def completion_log_softmax(model: Any, batch: Batch, *, autocast: bool | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probabilities over the vocabulary at every position that predicts a completion token.
 
-    Runs the decoder body once, then the LM head only at positions that predict a completion
-    token, with log-softmax in float32. ``autocast`` (default :func:`autocast_default`) wraps
-    the forward in bf16 autocast.
+    Runs the decoder body once, then the LM head only at those positions, with log-softmax in
+    float32. Returns ``(rows, targets, logp)``: the batch row of each position, the completion
+    token it predicts, and its ``(positions, vocabulary)`` log-probabilities. ``autocast``
+    (default :func:`autocast_default`) wraps the forward in bf16 autocast.
     """
     device = next(model.parameters()).device
     batch = batch.to(device)
@@ -195,10 +197,16 @@ def completion_logps(model: Any, batch: Batch, *, autocast: bool | None = None) 
         rows, cols = pred_mask.nonzero(as_tuple=True)
         h = hidden[:, :-1][rows, cols]
         logits = head(h)
-    logp = torch.log_softmax(logits.float(), dim=-1)
     targets = batch.input_ids[:, 1:][rows, cols]
+    return rows, targets, torch.log_softmax(logits.float(), dim=-1)
+
+
+def completion_logps(model: Any, batch: Batch, *, autocast: bool | None = None) -> torch.Tensor:
+    """Summed log-probabilities of the completion tokens of each row of ``batch``
+    (see :func:`completion_log_softmax` for the numeric path)."""
+    rows, targets, logp = completion_log_softmax(model, batch, autocast=autocast)
     token_logp = logp.gather(-1, targets[:, None]).squeeze(-1)
-    out = torch.zeros(batch.input_ids.shape[0], dtype=torch.float32, device=device)
+    out = torch.zeros(batch.input_ids.shape[0], dtype=torch.float32, device=logp.device)
     return out.index_add(0, rows, token_logp)
 
 

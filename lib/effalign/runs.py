@@ -673,15 +673,23 @@ def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def make_record(
     spec: RunSpec, metrics: Mapping[str, Any], started: str, ended: str, seconds: float,
-    extra: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None, items: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """One run's record: key, spec, metrics, timings, provenance, and ``items`` (per-item
+    outcomes: held-out ``pairs`` and ``prompts``, see :mod:`effalign.evaluate`) and ``extra``
+    when present. An ``items`` entry inside ``metrics`` is moved to the record's top level."""
+    metrics = dict(metrics)
+    inside = metrics.pop("items", None)
+    items = items if items is not None else inside
     record = {
         "key": spec.key,
         "spec": spec.to_dict(),
-        "metrics": _freeze(dict(metrics)),
+        "metrics": _freeze(metrics),
         "timings": {"started": started, "ended": ended, "seconds": round(seconds, 3)},
         "provenance": provenance(),
     }
+    if items:
+        record["items"] = _freeze(dict(items))
     if extra:
         record["extra"] = _freeze(dict(extra))
     return record

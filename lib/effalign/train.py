@@ -16,6 +16,14 @@ logging) with a small subclass, :class:`FastDPOTrainer`, that
 The loss is TRL's standard ``sigmoid`` DPO loss, ``-log σ(β[(log πθ(yw) − log πref(yw)) −
 (log πθ(yl) − log πref(yl))])``; ``fast_logps=False`` falls back to TRL's own loss code.
 
+The training budget is a config field (:class:`DPOTrainConfig` ``budget``): epochs, a fixed number
+of optimiser steps (transformers' ``max_steps``: small subsets repeat epochs), or training to
+convergence (transformers' step-wise evaluation on a validation split, ``EarlyStoppingCallback``
+and ``load_best_model_at_end`` on the validation DPO loss). The learning-rate schedule
+(:func:`lr_factor`) replaces transformers' warm-up, whose first step has learning rate 0 (a
+one-step run would not train at all): warm-up starts at ``1/(warmup + 1)`` of the peak rate.
+
+
 Several processes (GPUs, or CPU processes over gloo): the same code runs under ``accelerate launch``
 or ``torchrun`` (TRL's trainer is accelerate-aware), e.g. ``accelerate launch --config_file
 configs/accelerate/multi_gpu.yaml --num_processes 4 -m effalign run --grid GRID.yaml``.
@@ -26,6 +34,7 @@ summed or maximised over the processes (:func:`data_parallel_counts`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import resource
@@ -36,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -50,6 +60,10 @@ from .logps import (
 from .models import default_device, load_policy
 
 
+BUDGETS = ("epochs", "steps", "converge")
+SCHEDULES = ("linear", "cosine", "constant")
+
+
 @dataclass(frozen=True)
 class DPOTrainConfig:
     """DPO hyper-parameters and run settings (defaults: the fastest CPU settings measured).
@@ -58,30 +72,63 @@ class DPOTrainConfig:
     mode: full fine-tuning keeps float32 master weights and runs its matmuls under bf16
     autocast (pure-bf16 full fine-tuning barely learns at small learning rates because bf16
     weights swallow small updates); LoRA trains float32 adapters on a frozen bf16 base.
+
+    The training budget (``budget``) is one of
+
+    - ``"epochs"``: ``epochs`` passes over the pairs (optimiser steps grow with the subset);
+    - ``"steps"``: exactly ``max_steps`` optimiser steps whatever the subset size (small subsets
+      repeat epochs), so that subsets of every size get the same compute;
+    - ``"converge"``: at most ``max_steps`` steps, evaluating the DPO loss on a validation split
+      every ``val_every`` steps and stopping once it has not improved by more than ``min_delta``
+      for ``patience`` evaluations; the weights of the best evaluation are kept
+      (``restore_best``). The validation pairs are given to :func:`train_dpo` (drawn from the
+      pool, never from the evaluation set).
     """
 
-    beta: float = 0.1
-    learning_rate: float = 5e-4
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_prompt_tokens: int = 128
-    max_completion_tokens: int = 64
-    lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] | None = ("q_proj", "v_proj")
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    group_by_length: bool = True
-    gradient_checkpointing: bool = False
-    fast_logps: bool = True
-    seed: int = 0
-    max_steps: int = -1
-    logging_steps: int = 1
+    beta: float = 0.1  #: DPO temperature β of the sigmoid loss
+    learning_rate: float = 5e-4  #: peak learning rate (AdamW)
+    epochs: float = 1.0  #: passes over the pairs (budget "epochs" only)
+    batch_size: int = 8  #: pairs per optimiser step and device (times grad_accum)
+    grad_accum: int = 1  #: gradient accumulation steps
+    max_prompt_tokens: int = 128  #: prompts keep their last tokens
+    max_completion_tokens: int = 64  #: completions keep their first tokens
+    lora: bool = True  #: LoRA adapters (True) or full fine-tuning (False)
+    lora_r: int = 16  #: LoRA rank
+    lora_alpha: int = 32  #: LoRA scale numerator
+    lora_dropout: float = 0.0  #: LoRA dropout
+    lora_targets: tuple[str, ...] | None = ("q_proj", "v_proj")  #: adapted modules (None: all linear)
+    warmup_ratio: float = 0.1  #: share of the planned steps spent warming up (floor; 0: none)
+    lr_scheduler: str = "linear"  #: after warm-up: "linear" decay, "cosine" decay or "constant"
+    weight_decay: float = 0.0  #: AdamW weight decay
+    max_grad_norm: float = 1.0  #: gradient clipping
+    group_by_length: bool = True  #: batches of similar length (see LengthBatchedSampler)
+    gradient_checkpointing: bool = False  #: recompute activations (slower, less memory)
+    fast_logps: bool = True  #: effalign's completion-only log-probs instead of TRL's loss code
+    seed: int = 0  #: seed of the weights' init (adapters), batch order and sampling
+    logging_steps: int = 1  #: steps between loss-curve entries
+    budget: str = "epochs"  #: "epochs", "steps" or "converge" (see the class docstring)
+    max_steps: int | None = None  #: "steps": the exact optimiser steps; "converge": the cap
+    val_every: int = 10  #: "converge": steps between validation-loss evaluations (other budgets: once, at the end)
+    patience: int = 3  #: "converge": evaluations without improvement before stopping
+    min_delta: float = 0.0  #: "converge": smallest decrease of the validation loss that counts
+    restore_best: bool = True  #: "converge": keep the weights of the best validation loss
+
+    def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
+        if self.lr_scheduler not in SCHEDULES:
+            raise ValueError(f"lr_scheduler must be one of {SCHEDULES}, got {self.lr_scheduler!r}")
+        if self.max_steps is not None and self.max_steps < 0:  # -1 was "no limit" in older specs
+            object.__setattr__(self, "max_steps", None)
+        if self.budget in ("steps", "converge") and not self.max_steps:
+            raise ValueError(f"budget {self.budget!r} needs max_steps >= 1 (the "
+                             f"{'exact number of steps' if self.budget == 'steps' else 'cap'})")
+        if self.budget == "epochs" and self.max_steps:
+            raise ValueError("budget 'epochs' takes no max_steps; use budget 'steps' for a fixed step count")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.val_every < 1 or self.patience < 1:
+            raise ValueError("val_every and patience must be >= 1")
 
     @property
     def tokenize(self) -> TokenizeConfig:
@@ -103,6 +150,30 @@ class DPOTrainConfig:
         return cls(**d)
 
 
+def warmup_steps(config: DPOTrainConfig, total_steps: int) -> int:
+    """Warm-up steps of a run of ``total_steps``: ``floor(warmup_ratio · total_steps)``."""
+    return int(math.floor(config.warmup_ratio * total_steps))
+
+
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str = "linear") -> float:
+    """The learning rate of optimiser step ``step + 1`` as a share of the peak rate.
+
+    Warm-up rises linearly from ``1/(warmup + 1)`` (never 0: every step learns) to 1 over
+    ``warmup`` steps; then ``linear`` decays towards 0 at step ``total`` (the last step taken
+    keeps ``1/(total − warmup)``), ``cosine`` follows half a cosine to the same end, and
+    ``constant`` stays at 1.
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    if schedule == "linear":
+        return max(1.0 - progress, 1.0 / span)
+    return max(0.5 * (1.0 + math.cos(math.pi * progress)), 0.5 * (1.0 + math.cos(math.pi * (span - 1) / span)))
+
+
 @dataclass
 class TrainResult:
     """The trained policy and what the run measured."""
@@ -111,6 +182,7 @@ class TrainResult:
     tokenizer: Any
     metrics: dict[str, Any]
     loss_curve: list[dict[str, float]] = field(default_factory=list)
+    val_curve: list[dict[str, float]] = field(default_factory=list)
 
 
 def _make_trainer_class() -> type:
@@ -137,6 +209,17 @@ def _make_trainer_class() -> type:
             if {"ref_chosen_logps", "ref_rejected_logps"} <= set(dataset.column_names):
                 return dataset
             return super()._precompute_ref_logps(dataset, name, batch_size)
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            """Warm-up that starts above zero (see :func:`lr_factor`), then the configured decay."""
+            if self.lr_scheduler is None:
+                config: DPOTrainConfig = self.effalign_config
+                warm = warmup_steps(config, num_training_steps)
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer or self.optimizer,
+                    functools.partial(lr_factor, warmup=warm, total=num_training_steps, schedule=config.lr_scheduler),
+                )
+            return self.lr_scheduler
 
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -282,12 +365,19 @@ def data_parallel_counts(trainer: Any, device: torch.device) -> dict[str, Any]:
             "peak_memory_mb": round(float(acc.reduce(peak, reduction="max").item()), 1)}
 
 
-def _loss_curve_callback(curve: list[dict[str, float]], start: list[float]) -> Any:
+def _curve_callback(curve: list[dict[str, float]], val_curve: list[dict[str, float]], start: list[float]) -> Any:
+    """Record the training loss (with the learning rate each step used) and validation losses."""
     from transformers import TrainerCallback
 
-    class LossCurve(TrainerCallback):
+    class Curves(TrainerCallback):
+        lr = math.nan
+
         def on_train_begin(self, args, state, control, **kwargs):
             start[0] = time.perf_counter()
+
+        def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+            if optimizer is not None:  # the rate this step's update uses (set by the scheduler)
+                self.lr = float(optimizer.param_groups[0]["lr"])
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -296,13 +386,26 @@ def _loss_curve_callback(curve: list[dict[str, float]], start: list[float]) -> A
                         "step": state.global_step,
                         "epoch": round(state.epoch or 0.0, 4),
                         "loss": float(logs["loss"]),
+                        "lr": self.lr,
                         "margin": float(logs.get("rewards/margins", math.nan)),
                         "accuracy": float(logs.get("rewards/accuracies", math.nan)),
                         "seconds": round(time.perf_counter() - start[0], 2),
                     }
                 )
 
-    return LossCurve()
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if metrics and "eval_loss" in metrics:
+                val_curve.append(
+                    {
+                        "step": state.global_step,
+                        "loss": float(metrics["eval_loss"]),
+                        "margin": float(metrics.get("eval_rewards/margins", math.nan)),
+                        "accuracy": float(metrics.get("eval_rewards/accuracies", math.nan)),
+                        "seconds": round(time.perf_counter() - start[0], 2),
+                    }
+                )
+
+    return Curves()
 
 
 def _quiet_logging(trainer: Any, progress: bool) -> None:
@@ -340,18 +443,68 @@ def prepare_policy(policy: str | tuple[Any, Any], config: DPOTrainConfig) -> tup
     return model, tokenizer
 
 
-def pairs_dataset(tokenized: Sequence[Any], ref: ReferenceLogps) -> Any:
+def pairs_dataset(tokenized: Sequence[Any], ref: ReferenceLogps, *, by_length: bool = False) -> Any:
+    """A ``datasets.Dataset`` of tokenised pairs with their reference log-probs (``by_length``:
+    longest first, which cuts padding when the order does not matter, as in evaluation)."""
     import datasets
 
+    order = sorted(range(len(tokenized)), key=lambda i: -tokenized[i].n_tokens) if by_length else range(len(tokenized))
     return datasets.Dataset.from_dict(
         {
-            "prompt_ids": [t.prompt_ids for t in tokenized],
-            "chosen_ids": [t.chosen_ids for t in tokenized],
-            "rejected_ids": [t.rejected_ids for t in tokenized],
-            "ref_chosen_logps": [float(x) for x in ref.chosen],
-            "ref_rejected_logps": [float(x) for x in ref.rejected],
-            "length": [t.n_tokens for t in tokenized],
+            "prompt_ids": [tokenized[i].prompt_ids for i in order],
+            "chosen_ids": [tokenized[i].chosen_ids for i in order],
+            "rejected_ids": [tokenized[i].rejected_ids for i in order],
+            "ref_chosen_logps": [float(ref.chosen[i]) for i in order],
+            "ref_rejected_logps": [float(ref.rejected[i]) for i in order],
+            "length": [tokenized[i].n_tokens for i in order],
         }
+    )
+
+
+def _trainer_args(config: DPOTrainConfig, output_dir: str, *, on_cpu: bool, validate: bool, progress: bool) -> Any:
+    """TRL/transformers arguments for a config: the budget becomes ``num_train_epochs`` or
+    ``max_steps``; convergence adds step-wise validation (``eval_strategy="steps"`` every
+    ``val_every`` steps) and ``save_strategy="best"`` with ``load_best_model_at_end`` on
+    ``eval_loss`` (early stopping itself is transformers' ``EarlyStoppingCallback``). Other
+    budgets validate once, after training (see :func:`train_dpo`)."""
+    from trl import DPOConfig
+
+    converge = config.budget == "converge"
+    return DPOConfig(
+        output_dir=output_dir,
+        beta=config.beta,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.budget != "epochs" else -1,
+        per_device_train_batch_size=per_device_batch_size(config.batch_size),  # batch_size: the global batch
+        per_device_eval_batch_size=per_device_batch_size(config.batch_size),
+        gradient_accumulation_steps=config.grad_accum,
+        lr_scheduler_type="linear",  # replaced by FastDPOTrainer.create_scheduler (warm-up above zero)
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        max_length=None,
+        precompute_ref_log_probs=True,
+        bf16=not on_cpu,  # on CPU, completion_logps chooses autocast itself (see logps.autocast_default)
+        use_cpu=on_cpu,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging_steps,
+        eval_strategy="steps" if validate and converge else "no",
+        eval_steps=config.val_every if validate and converge else None,
+        prediction_loss_only=True,
+        save_strategy="best" if converge and config.restore_best else "no",
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=converge and config.restore_best,
+        metric_for_best_model="eval_loss" if converge else None,
+        greater_is_better=False,
+        ddp_find_unused_parameters=False,  # every trainable weight takes part in the loss: no graph search
+        report_to=[],
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
+        train_sampling_strategy="random",  # length grouping: LengthBatchedSampler (see FastDPOTrainer)
+        dataloader_num_workers=0,
     )
 
 
@@ -361,19 +514,31 @@ def train_dpo(
     config: DPOTrainConfig = DPOTrainConfig(),
     *,
     ref: ReferenceLogps | None = None,
+    val_pairs: Sequence[Any] | None = None,
+    val_ref: ReferenceLogps | None = None,
     output_dir: str | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Fine-tune ``policy`` with DPO on ``pairs`` and measure the run.
+    """Fine-tune ``policy`` with DPO on ``pairs`` under ``config``'s budget and measure the run.
 
     ``policy`` is a name (see :func:`effalign.models.load_policy`) or a ``(model, tokenizer)``
-    tuple (trained in place). ``ref`` gives the pairs' reference log-probs; when omitted they
-    come from the on-disk cache (computed once per pair under the untrained policy). Returns the
-    trained model and metrics: final and first loss, steps, wall time, tokens and pairs per
-    second, peak memory, truncation counts, and the per-step loss curve.
+    tuple (trained in place). ``ref``/``val_ref`` give the reference log-probs of the training
+    and validation pairs; when omitted they come from the on-disk cache (computed once per pair
+    under the untrained policy). ``val_pairs`` (needed by budget ``"converge"``, which evaluates
+    them every ``val_every`` steps) are evaluated at the end of every run.
+
+    Metrics: the budget, optimiser ``steps``, ``epochs`` (passes over the pairs, fractional),
+    ``pairs_seen``, ``tokens`` (non-padding tokens through the policy in training),
+    ``stopped_step`` (the step training ended at) and ``best_step`` (the step whose weights are
+    returned), ``lr_first`` (the learning rate of step 1), first/last/mean training loss and
+    ``tail_loss`` (the mean over the last tenth of the logged steps), validation DPO loss and mean
+    margin of the returned weights (``val_loss``, ``val_margin``) and the best loss seen
+    (``best_val_loss``), wall time, throughput, peak memory, truncation counts.
     """
     if len(pairs) == 0:
         raise ValueError("train_dpo needs at least one pair")
+    if config.budget == "converge" and not val_pairs:
+        raise ValueError("budget 'converge' needs validation pairs (val_pairs), drawn from the pool")
     torch.manual_seed(config.seed)
     model, tokenizer = prepare_policy(policy, config)
     device = default_device()
@@ -382,7 +547,11 @@ def train_dpo(
         ref = reference_logps(pairs, (model, tokenizer), config=config.tokenize, progress=progress)
     if len(ref.chosen) != len(pairs):
         raise ValueError(f"ref holds {len(ref.chosen)} log-probs for {len(pairs)} pairs")
-    from trl import DPOConfig
+    validate = bool(val_pairs)
+    if validate and val_ref is None:
+        val_ref = reference_logps(val_pairs, (model, tokenizer), config=config.tokenize, progress=progress)
+    if validate and len(val_ref.chosen) != len(val_pairs):
+        raise ValueError(f"val_ref holds {len(val_ref.chosen)} log-probs for {len(val_pairs)} validation pairs")
 
     peft_config = None
     if config.lora:
@@ -395,42 +564,26 @@ def train_dpo(
             target_modules=list(config.lora_targets) if config.lora_targets else "all-linear",
             task_type="CAUSAL_LM",
         )
-    on_cpu = device.type == "cpu"
     tokenized, trunc = tokenize_pairs(pairs, tokenizer, config.tokenize)
     dataset = pairs_dataset(tokenized, ref)
+    val_dataset = None
+    if validate:
+        val_tokenized, _ = tokenize_pairs(val_pairs, tokenizer, config.tokenize)
+        val_dataset = pairs_dataset(val_tokenized, val_ref, by_length=True)
     curve: list[dict[str, float]] = []
+    val_curve: list[dict[str, float]] = []
     start = [time.perf_counter()]
+    callbacks = [_curve_callback(curve, val_curve, start)]
+    if config.budget == "converge":
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.patience,
+                                               early_stopping_threshold=config.min_delta))
     with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="effalign-dpo-") as tmp:
         # transformers 5 renamed gradient_checkpointing; TRL 1.16 still sets the old name
         warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
-        args = DPOConfig(
-            output_dir=output_dir or tmp,
-            beta=config.beta,
-            learning_rate=config.learning_rate,
-            num_train_epochs=config.epochs,
-            max_steps=config.max_steps,
-            per_device_train_batch_size=per_device_batch_size(config.batch_size),  # batch_size: the global batch
-            gradient_accumulation_steps=config.grad_accum,
-            warmup_steps=float(config.warmup_ratio) if 0 < config.warmup_ratio < 1 else 0,
-            lr_scheduler_type=config.lr_scheduler,
-            weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
-            max_length=None,
-            precompute_ref_log_probs=True,
-            bf16=not on_cpu,  # on CPU, completion_logps chooses autocast itself (see logps.autocast_default)
-            use_cpu=on_cpu,
-            seed=config.seed,
-            data_seed=config.seed,
-            logging_steps=config.logging_steps,
-            save_strategy="no",
-            report_to=[],
-            disable_tqdm=not progress,
-            remove_unused_columns=False,
-            gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
-            train_sampling_strategy="random",  # length grouping: LengthBatchedSampler (see FastDPOTrainer)
-            dataloader_num_workers=0,
-            ddp_find_unused_parameters=False,  # every trainable weight takes part in the loss: no graph search
-        )
+        args = _trainer_args(config, output_dir or tmp, on_cpu=device.type == "cpu", validate=validate,
+                             progress=progress)
         trainer_cls = _make_trainer_class()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -438,28 +591,57 @@ def train_dpo(
             model=model,
             args=args,
             train_dataset=dataset,
+            eval_dataset=val_dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[_loss_curve_callback(curve, start)],
+            callbacks=callbacks,
         )
         check_launch(trainer.accelerator.num_processes)
+        trainer.effalign_config = config
         trainer.fast_logps = config.fast_logps
         trainer.length_batches = config.group_by_length
         _quiet_logging(trainer, progress)
         t0 = time.perf_counter()
         output = trainer.train()
         wall = time.perf_counter() - t0
+        state = trainer.state
+        stopped_step = int(state.global_step)
+        best_step, best_val = stopped_step, math.nan
+        val_loss = math.nan
+        if validate:
+            best_val = float(state.best_metric) if config.budget == "converge" and state.best_metric is not None \
+                else math.nan
+            if config.budget == "converge" and config.restore_best and state.best_global_step:
+                best_step = int(state.best_global_step)
+                val_loss = best_val
+            elif val_curve and val_curve[-1]["step"] == stopped_step:
+                val_loss = val_curve[-1]["loss"]
+            else:  # the last steps were not validated yet
+                val_loss = float(trainer.evaluate()["eval_loss"])
+            best_val = min(best_val, val_loss) if not math.isnan(best_val) else val_loss
     trained = trainer.model
     if config.lora:
         trained = trained.merge_and_unload()
     trained.eval()
     counts = data_parallel_counts(trainer, device)  # every process's pairs and tokens
     pairs_seen, tokens = counts["pairs_seen"], counts["tokens"]
+    losses = [c["loss"] for c in curve]
     metrics = {
+        "budget": config.budget,
         "train_loss": float(output.training_loss),
-        "first_loss": curve[0]["loss"] if curve else math.nan,
-        "last_loss": curve[-1]["loss"] if curve else math.nan,
-        "steps": int(output.global_step),
+        "first_loss": losses[0] if losses else math.nan,
+        "last_loss": losses[-1] if losses else math.nan,
+        "tail_loss": float(np.mean(losses[-max(1, len(losses) // 10):])) if losses else math.nan,
+        "steps": stopped_step,
+        "epochs": round(pairs_seen / len(pairs), 4),
+        "stopped_step": stopped_step,
+        "best_step": best_step,
+        "early_stopped": bool(config.budget == "converge" and config.max_steps and stopped_step < config.max_steps),
+        "lr_first": curve[0]["lr"] if curve else math.nan,
+        "val_loss": val_loss,
+        "best_val_loss": best_val,
+        "val_margin": next((v["margin"] for v in val_curve if v["step"] == best_step), math.nan),
+        "val_n": len(val_pairs) if validate else 0,
         "pairs": len(pairs),
         "pairs_seen": pairs_seen,
         "wall_s": round(wall, 2),
@@ -472,5 +654,4 @@ def train_dpo(
         "truncation": trunc.to_dict(),
         "ref_computed": ref.computed,
     }
-    return TrainResult(trained, tokenizer, metrics, curve)
-
+    return TrainResult(trained, tokenizer, metrics, curve, val_curve)
