@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-#: Top-level keys a grid file may hold (see :func:`effalign.experiment.expand_grid`).
+#: Top-level keys a grid file may hold (see :func:`effalign.experiment.expand_grid`); ``track`` and
+#: ``arm`` are labels that :func:`effalign.design.design_grids` writes (they do not enter run keys).
 GRID_KEYS = ("experiment", "data", "model", "samplers", "budgets", "fractions", "seeds", "train", "eval", "store",
-             "description")
+             "description", "track", "arm")
 
 #: Types of the ``data`` keys that :func:`effalign.experiment.load_split` reads.
 DATA_TYPES: dict[str, Any] = {
