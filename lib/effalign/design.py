@@ -6,13 +6,29 @@ training-budget override from the track's ``arms`` (``{budget: epochs, epochs: 2
 keys of its own. Every track's ``data`` keeps ``pool_per_seed``, so each seed draws its pool and
 every sampler of that seed shares it. The grids are plain mappings for ``python -m effalign run``
 (and :func:`effalign.compute.estimate_design_seconds`), each with the ``track`` it belongs to.
+
+The design is also the one source of the analysis (:func:`analysis_plan`: the verdict rules' values;
+``common.analysis`` keeps only what the design does not say), of the internal pilot rule
+(:func:`seeds_needed`: the seeds for the primary contrast's power, from the pilot seeds' variance only)
+and of the variance components and minimum detectable effect the methods chapter prints
+(:func:`variance_components`, :func:`variance_frame`). This module reads records; it never trains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.optimize import brentq
+
+from .tables import fmt, items_frame, runs_frame
+from .verdicts import AnalysisPlan
 
 GRID_FIELDS = {"samplers", "fractions", "arm", "seeds"}
 
@@ -23,7 +39,8 @@ def seed_list(seeds: int | list[int]) -> list[int]:
 
 
 def design_grids(profile: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The grids of ``common.design`` for every track, named ``<track>_<grid>``."""
+    """The grids of ``common.design`` for every track, named ``<track>_<grid>``, grid by grid in the
+    design's order with ``primary`` first (the order to run them in)."""
     common = profile["common"]
     design = common.get("design")
     if not design:
@@ -31,9 +48,9 @@ def design_grids(profile: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     grids_spec = dict(design["grids"])
     grids_spec = {"primary": _primary_grid(design["primary"]), **grids_spec}
     out: dict[str, dict[str, Any]] = {}
-    for track_name, track in common["tracks"].items():
-        arms = track.get("arms") or {}
-        for grid_name, g in grids_spec.items():
+    for grid_name, g in grids_spec.items():  # grid by grid (primary first): the order to run them in
+        for track_name, track in common["tracks"].items():
+            arms = track.get("arms") or {}
             unknown = set(g) - GRID_FIELDS
             if unknown:
                 raise ValueError(f"design grid {grid_name!r}: unknown fields {sorted(unknown)}; known {sorted(GRID_FIELDS)}")
@@ -77,3 +94,237 @@ def export_design(profile: str, out_dir: str | Path) -> list[Path]:
                         + yaml.safe_dump(grid, sort_keys=False))
         written.append(path)
     return written
+
+
+# ----------------------------------------------------------------------------- the analysis the design fixes
+
+
+def primary_of(design: Mapping[str, Any]) -> dict[str, Any]:
+    """The design's primary contrast with the defaults of the fields a profile may leave out:
+    ``pilot_seeds`` (0: no internal pilot), ``min_seeds`` (= ``seeds``), ``test`` (paired_t),
+    ``alpha`` (0.05), ``power`` (0.8), ``effect`` (None: the equivalence margin is the effect of interest)."""
+    p = dict(design["primary"])
+    n = len(seed_list(p["seeds"]))
+    return {"test": "paired_t", "alpha": 0.05, "power": 0.8, "pilot_seeds": 0, "min_seeds": n, "effect": None,
+            **p, "n_seeds": n}
+
+
+def analysis_plan(common: Mapping[str, Any]) -> AnalysisPlan:
+    """The verdict rules' values of a profile (``common``): taken from ``common.design`` when it has one
+    (primary budget, sampler and baseline, metric = each track's ``metric``, alpha, power, multiplicity,
+    equivalence margins, effect of interest, plateau arm = the primary's arm, plateau delta = the
+    secondary ``plateau_delta`` or else the equivalence margin), with ``common.analysis`` holding only
+    what the design does not say (``level``, ``n_sim``); a key given in both raises ValueError. Without
+    a design: :meth:`AnalysisPlan.from_profile` of ``common.analysis``."""
+    analysis, tracks, design = dict(common.get("analysis") or {}), common["tracks"], common.get("design")
+    if not design:
+        return AnalysisPlan.from_profile(analysis, tracks)
+    p, s = primary_of(design), dict(design.get("secondary") or {})
+    derived: dict[str, Any] = {
+        "primary_budget": float(p["fraction"]), "sampler": p["sampler"], "baseline": p["baseline"],
+        "alpha": float(p["alpha"]), "power": float(p["power"]), "plateau_arm": p["arm"],
+        "multiplicity": s.get("multiplicity", "holm"),
+        "equivalence_margin": s["equivalence_margin"],
+        "plateau_delta": s.get("plateau_delta", s["equivalence_margin"]),
+        "effect": p["effect"] if p["effect"] is not None else s["equivalence_margin"],
+    }
+    twice = sorted(set(analysis) & (set(derived) | {"primary_metric"}))
+    if twice:
+        raise ValueError(f"common.analysis repeats {twice}, which common.design fixes: keep them in one place "
+                         "(the design)")
+    return AnalysisPlan.from_profile({**analysis, **derived}, tracks)
+
+
+def equal_compute_arms(tracks: Mapping[str, Any]) -> list[str]:
+    """The arms (of any track) that give every subset size the same optimiser steps (``budget: steps``)."""
+    return sorted({name for t in tracks.values() for name, o in (t.get("arms") or {}).items()
+                   if (o or {}).get("budget") == "steps"})
+
+
+def track_design_grids(grids: Mapping[str, Mapping[str, Any]], track: str) -> dict[str, dict[str, Any]]:
+    """One track's grids of :func:`design_grids`, by design grid name (``primary``, ``full_pool``, ...)."""
+    return {name[len(track) + 1:]: dict(g) for name, g in grids.items() if g.get("track") == track}
+
+
+# ----------------------------------------------------------------------------- the internal pilot
+
+
+def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test at level ``alpha`` with ``n`` pairs whose differences have
+    standard deviation ``sd``, when the true mean difference is ``effect`` (noncentral t)."""
+    if n < 2 or not (sd > 0):
+        return math.nan if n < 2 else 1.0
+    df, nc = n - 1, effect / (sd / math.sqrt(n))
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def paired_t_seeds(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 10_000) -> int | None:
+    """The fewest pairs (seeds) with :func:`paired_t_power` at least ``power``; None beyond ``max_seeds``."""
+    for n in range(2, max_seeds + 1):
+        if paired_t_power(effect, sd, n, alpha) >= power:
+            return n
+    return None
+
+
+def paired_t_mde(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference the two-sided paired t-test detects with ``power`` from ``n`` seeds."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    return float(brentq(lambda e: paired_t_power(e, sd, n, alpha) - power, 0.0, 100 * sd + 1e-12)) if sd > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class PilotRule:
+    """The internal pilot's outcome (:func:`seeds_needed`). ``sd``: SD of the per-seed paired difference
+    over the pilot seeds; ``needed``: the seeds for ``power`` at ``effect`` (None: not estimable);
+    ``seeds``: ``needed`` clamped to ``[min_seeds, max_seeds]`` (None while the pilot is incomplete)."""
+
+    track: str
+    metric: str
+    contrast: str
+    pilot_seeds: int
+    stored_pilot_seeds: int
+    sd: float
+    effect: float
+    alpha: float
+    power: float
+    min_seeds: int
+    max_seeds: int
+    needed: int | None
+    seeds: int | None
+
+    @property
+    def mde(self) -> float:
+        """The design's minimum detectable effect at the seeds the rule gives (NaN while incomplete)."""
+        return paired_t_mde(self.sd, self.seeds, self.alpha, self.power) if self.seeds else math.nan
+
+    def sentence(self) -> str:
+        head = (f"Pilot rule ({self.track}, {self.contrast} on {self.metric}, the first {self.pilot_seeds} seeds; "
+                f"only the variance is used)")
+        if self.seeds is None:
+            return (f"{head}: {self.stored_pilot_seeds} of the {self.pilot_seeds} pilot seeds are stored, so the "
+                    f"number of seeds is not fixed yet (it will lie in {self.min_seeds}–{self.max_seeds}).")
+        need = "more than " + str(self.max_seeds) if self.needed is None else str(self.needed)
+        return (f"{head}: SD of the paired difference {fmt(self.sd)}; {fmt(self.power, 'pct')} power at "
+                f"{fmt(self.effect)} (two-sided paired t, α = {self.alpha:g}) needs {need} seeds; clamped to "
+                f"{self.min_seeds}–{self.max_seeds}: **{self.seeds} seeds**, whose MDE is {fmt(self.mde)}.")
+
+
+def seeds_needed(records: Sequence[Mapping[str, Any]], *, track: str, metric: str, sampler: str, baseline: str,
+                 fraction: float, effect: float, pilot_seeds: int, min_seeds: int, seeds: int,
+                 alpha: float = 0.05, power: float = 0.8) -> PilotRule:
+    """The internal pilot rule: from the first ``pilot_seeds`` seeds (0 … pilot_seeds − 1) of the primary
+    grid's ``records``, the SD of the paired difference ``sampler − baseline`` per seed on ``metric``
+    (the mean difference is never used), and the seeds that give the two-sided paired t-test ``power``
+    at ``effect``, clamped to ``[min_seeds, seeds]``. While fewer than ``pilot_seeds`` pairs are stored
+    the rule's ``seeds`` is None."""
+    frame = runs_frame(records)
+    diffs: list[float] = []
+    if len(frame) and metric in frame:
+        at = frame[np.isclose(frame["fraction"].astype(float), fraction, atol=1e-6) & (frame["seed"] < pilot_seeds)]
+        wide = at.pivot_table(index="seed", columns="label", values=metric, aggfunc="first")
+        if {sampler, baseline} <= set(wide.columns):
+            diffs = (wide[sampler] - wide[baseline]).dropna().tolist()
+    n = len(diffs)
+    sd = float(np.std(diffs, ddof=1)) if n >= 2 else math.nan
+    needed = paired_t_seeds(effect, sd, alpha, power) if n >= pilot_seeds and n >= 2 else None
+    clamped = None
+    if n >= pilot_seeds and n >= 2:
+        clamped = seeds if needed is None else int(min(max(needed, min_seeds), seeds))
+    return PilotRule(track=track, metric=metric, contrast=f"{sampler} − {baseline} at {fraction:.0%}",
+                     pilot_seeds=pilot_seeds, stored_pilot_seeds=n, sd=sd, effect=float(effect), alpha=alpha,
+                     power=power, min_seeds=min_seeds, max_seeds=seeds, needed=needed, seeds=clamped)
+
+
+def pilot_rule(common: Mapping[str, Any], track: str, records: Sequence[Mapping[str, Any]]) -> PilotRule:
+    """:func:`seeds_needed` with the values of a profile's design for one track (``records``: the primary
+    grid's stored runs)."""
+    p, plan = primary_of(common["design"]), analysis_plan(common)
+    return seeds_needed(records, track=track, metric=plan.metric(track), sampler=p["sampler"], baseline=p["baseline"],
+                        fraction=float(p["fraction"]), effect=plan.effect_of(track), pilot_seeds=int(p["pilot_seeds"]),
+                        min_seeds=int(p["min_seeds"]), seeds=p["n_seeds"], alpha=plan.alpha, power=plan.power)
+
+
+# ----------------------------------------------------------------------------- variance components
+
+
+def variance_components(records: Sequence[Mapping[str, Any]], metric: str, *, sampler: str | None = None,
+                        baseline: str | None = None, fraction: float | None = None) -> dict[str, float]:
+    """Run-to-run against item-level noise of ``metric`` in stored runs.
+
+    ``run_sd``: SD across seeds of a cell's run value, pooled over cells with two or more seeds;
+    ``item_sd``: SD of one evaluation item's value within a run (pooled over runs, from
+    ``record["items"]``); ``item_se``: the item-sampling standard error of one run's value (cluster
+    means by prompt, the evaluation set's share of a run's noise); ``items``: items per run.
+    With ``sampler``, ``baseline`` and ``fraction`` also ``diff_sd`` (SD across seeds of the paired run
+    difference) and ``diff_item_se`` (the item-sampling SE of one seed's difference, clustered).
+    Missing parts are NaN; ``runs``, ``cells`` count what was used."""
+    frame = runs_frame(records)
+    out = {k: math.nan for k in ("run_sd", "item_sd", "item_se", "items", "diff_sd", "diff_item_se")}
+    out.update(runs=0, cells=0, pairs=0)
+    if not len(frame) or metric not in frame:
+        return out
+    y = pd.to_numeric(frame[metric], errors="coerce")
+    groups = frame.assign(y=y).dropna(subset=["y"]).groupby(["label", "fraction"])["y"]
+    dev = groups.transform(lambda v: v - v.mean())
+    dof = int((groups.count() - 1).clip(lower=0).sum())
+    out.update(runs=int(groups.count().sum()), cells=int((groups.count() >= 2).sum()))
+    if dof:
+        out["run_sd"] = float(math.sqrt(float((dev**2).sum()) / dof))
+    items = items_frame(records, metric)
+    if len(items):
+        by_run = items.groupby("key")
+        out["items"] = float(by_run.size().mean())
+        out["item_sd"] = float(math.sqrt(by_run["value"].var(ddof=1).mean()))
+        out["item_se"] = float(np.mean([_cluster_se(g["value"], g["cluster"]) for _, g in by_run]))
+    if sampler and baseline and fraction is not None:
+        at = frame.assign(y=y)[np.isclose(frame["fraction"].astype(float), fraction, atol=1e-6)]
+        wide = at.pivot_table(index="seed", columns="label", values="y", aggfunc="first")
+        keys = at.pivot_table(index="seed", columns="label", values="key", aggfunc="first")
+        if {sampler, baseline} <= set(wide.columns):
+            d = (wide[sampler] - wide[baseline]).dropna()
+            out["pairs"] = int(d.size)
+            out["diff_sd"] = float(d.std(ddof=1)) if d.size >= 2 else math.nan
+            ses = []
+            for seed in d.index:
+                a = items[items["key"] == keys.loc[seed, sampler]].set_index("id")
+                b = items[items["key"] == keys.loc[seed, baseline]].set_index("id")
+                both = a.join(b[["value"]], rsuffix="_b", how="inner")
+                if len(both) > 1:
+                    ses.append(_cluster_se(both["value"] - both["value_b"], both["cluster"]))
+            out["diff_item_se"] = float(np.mean(ses)) if ses else math.nan
+    return out
+
+
+def _cluster_se(values: Any, clusters: Any) -> float:
+    """Standard error of a mean over items whose clusters (prompts) are the sampling units."""
+    frame = pd.DataFrame({"v": np.asarray(values, dtype=float), "c": np.asarray(clusters)})
+    totals = frame.groupby("c")["v"].agg(["sum", "count"])
+    n, mean = float(totals["count"].sum()), float(frame["v"].mean())
+    k = len(totals)
+    if k < 2:
+        return math.nan
+    r = totals["sum"] - mean * totals["count"]
+    return float(math.sqrt(k / (k - 1) * float((r**2).sum())) / n)
+
+
+def variance_frame(common: Mapping[str, Any], records_by_track: Mapping[str, Sequence[Mapping[str, Any]]]
+                   ) -> pd.DataFrame:
+    """Per track: the variance components of the primary metric in the primary arm's stored runs
+    (:func:`variance_components`), the pilot rule's seeds and the design's MDE at those seeds and at
+    the stored primary seeds. ``records_by_track``: the primary arm's records of each track."""
+    p, plan = primary_of(common["design"]), analysis_plan(common)
+    rows = []
+    for track, recs in records_by_track.items():
+        metric = plan.metric(track)
+        vc = variance_components(recs, metric, sampler=p["sampler"], baseline=p["baseline"], fraction=float(p["fraction"]))
+        rule = pilot_rule(common, track, [r for r in recs if r["spec"]["seed"] < int(p["pilot_seeds"])])
+        rows.append({"track": track, "metric": metric, "runs": vc["runs"], "items per run": vc["items"],
+                     "run-to-run SD": vc["run_sd"], "item SD": vc["item_sd"], "item SE of a run": vc["item_se"],
+                     "paired seeds": vc["pairs"], "SD of the paired difference": vc["diff_sd"],
+                     "item SE of a difference": vc["diff_item_se"], "effect of interest": plan.effect_of(track),
+                     "pilot seeds": rule.stored_pilot_seeds, "seeds (pilot rule)": rule.seeds,
+                     "MDE at those seeds": rule.mde,
+                     "MDE at the stored seeds": paired_t_mde(vc["diff_sd"], vc["pairs"], plan.alpha, plan.power)})
+    return pd.DataFrame(rows)

@@ -30,15 +30,15 @@ import pandas as pd
 
 from .inference import MIN_SEEDS_BOOTSTRAP, Estimate, rank_distribution
 from .scaling import ScalingError, ScalingReport, fit_scaling
-from .tables import (METRIC_RANGES, cell_runs, contrast, cost_table, device_label, fmt, metric_baseline,
-                     paired_differences, sampler_label, summarize)
+from .tables import (METRIC_RANGES, cell_runs, contrast, cost_table, device_label, fmt, length_profile_frame,
+                     metric_baseline, paired_differences, runs_frame, sampler_label, selection_cost_frame, summarize)
 from .verdicts import (DEFAULT_ARM, RULES, AnalysisPlan, Rule, Verdict, plateau_verdict, rules_frame, rules_markdown,
                        sampler_verdict, subset_verdict)
 
 __all__ = [
     "AnalysisPlan", "RULES", "Rule", "ScalingOutcome", "TrackFindings", "TrackRuns", "Verdict", "claim_statements",
-    "cost_statements", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding",
-    "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_statements",
+    "cost_statements", "data_or_compute", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding",
+    "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_frame", "selector_statements",
     "subset_verdict", "track_findings",
 ]
 
@@ -215,6 +215,7 @@ class TrackRuns:
     samplers: pd.DataFrame
     full: pd.DataFrame | None = None
     items: pd.DataFrame | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)  # every stored record of the track's grids
 
     def all(self) -> pd.DataFrame:
         frames = [f for f in [*self.scaling.values(), self.samplers, self.full] if f is not None and len(f)]
@@ -240,10 +241,17 @@ class TrackFindings:
     ranks: pd.DataFrame | None
     ranks_note: str
     means: pd.DataFrame
+    equal_compute: list[str] = field(default_factory=list)  # the scaling arms with equal steps for every size
+    pilot: Any = None  # the design's pilot rule (effalign.design.PilotRule), when the profile has a design
 
     @property
     def claims(self) -> list[Verdict]:
         return [self.plateau[self.plateau_arm], self.subset, self.sampler]
+
+    def data_or_compute(self) -> str:
+        """Is the fixed-epoch (paper's) plateau contrast a data effect or a compute effect here? Read off
+        rule P in the equal-steps arm against the same contrast in the fixed-epoch arm."""
+        return data_or_compute(self.plateau, self.equal_compute)
 
 
 def _plateau_arm(plan: AnalysisPlan, arms: Sequence[str]) -> str:
@@ -285,13 +293,19 @@ def _ranks(frame: pd.DataFrame, metric: str, fraction: float, plan: AnalysisPlan
 
 
 def track_findings(track: str, plan: AnalysisPlan, runs: TrackRuns, *, n_boot: int = 200,
-                   outcomes: Mapping[str, ScalingOutcome] | None = None, equal_compute: Sequence[str] = ()
-                   ) -> TrackFindings:
+                   outcomes: Mapping[str, ScalingOutcome] | None = None, equal_compute: Sequence[str] = (),
+                   primary_arm: str | None = None) -> TrackFindings:
     """Judge the three claims on one track (rules P, E, S), with the secondary comparisons (H, R) and
     the descriptive gain and fits (G, F). ``outcomes``: the scaling fits per arm when already made;
-    ``equal_compute``: the arms that give every size the same optimiser steps."""
-    metric, items, frame = plan.metric(track), runs.items, runs.all()
-    untrained = metric_baseline(frame, metric)
+    ``equal_compute``: the arms that give every size the same optimiser steps; ``primary_arm``: the
+    arm of the sampler grid and the whole pool (a design's primary arm; None: the profile's training).
+    Rules E and S read only the sampler grid and the whole pool (``runs.samplers`` and ``runs.full``),
+    never another arm's runs of the same cell."""
+    metric, items = plan.metric(track), runs.items
+    frame = runs.all() if runs.full is None else pd.concat(
+        [f for f in (runs.samplers, runs.full) if f is not None and len(f)] or [runs.samplers],
+        ignore_index=True).drop_duplicates("key")
+    untrained = metric_baseline(runs.all(), metric)
     outcomes = dict(outcomes or {})
     scaling = {arm: outcomes.get(arm) or scaling_outcome(f, metric, n_boot=n_boot, level=plan.level)
                for arm, f in runs.scaling.items()}
@@ -302,28 +316,57 @@ def track_findings(track: str, plan: AnalysisPlan, runs: TrackRuns, *, n_boot: i
         plateau[arm] = plateau_finding(None, arm, track, plan, equal_compute=arm in equal_compute, items=items)
     budget, label = plan.primary_budget, plan.sampler
     subset_est = contrast(frame, metric, (label, budget), ("full", 1.0), items=items)
-    compute = [] if not len(cell_runs(frame, (label, budget), metric)) else [
+    compute = [] if not len(cell_runs(frame, (label, budget), metric)) or primary_arm in equal_compute else [
         "the subset and the whole pool train the same number of epochs, so the subset also gets fewer optimiser steps"]
     subset = subset_verdict(subset_est, plan.margin(track), plan, caveats=compute)
     sampler = sampler_verdict(contrast(frame, metric, (label, budget), (plan.baseline, budget), items=items), plan,
-                              effect=plan.margin(track))
+                              effect=plan.effect_of(track))
     secondary = paired_differences(runs.samplers, metric, baseline=plan.baseline, items=items, level=plan.level,
                                    alpha=plan.alpha, power=plan.power, primary=(label, budget))
     ranks, ranks_note = _ranks(runs.samplers, metric, budget, plan) if len(runs.samplers) else (None, "no sampler runs")
-    return TrackFindings(track=track, metric=metric, plan=plan, runs=len(frame), untrained=untrained, scaling=scaling,
+    return TrackFindings(track=track, metric=metric, plan=plan, runs=len(runs.all()), untrained=untrained, scaling=scaling,
                          saturation={a: saturation(f, metric, plan, items=items) for a, f in runs.scaling.items()},
                          plateau=plateau, plateau_arm=arm, subset=subset, sampler=sampler, secondary=secondary,
-                         ranks=ranks, ranks_note=ranks_note, means=summarize(frame, metric, level=plan.level))
+                         ranks=ranks, ranks_note=ranks_note, means=summarize(frame, metric, level=plan.level),
+                         equal_compute=[a for a in runs.scaling if a in equal_compute])
 
 
 # ----------------------------------------------------------------------------- sentences and tables
+
+
+def data_or_compute(plateau: Mapping[str, Verdict], equal_compute: Sequence[str]) -> str:
+    """One sentence: whether y(N) − y(N/2) under fixed epochs (more data *and* more steps) is matched at
+    equal steps (more data only: a data effect) or vanishes there (a compute effect), by rule P in each
+    arm; "not resolved" when either contrast is."""
+    equal = [a for a in plateau if a in equal_compute]
+    fixed = [a for a in plateau if a not in equal_compute]
+    if not equal or not fixed:
+        return "Data or compute: the design has no pair of equal-steps and fixed-epoch arms to compare."
+    e, f = plateau[equal[0]], plateau[fixed[0]]
+    est = [v.estimate for v in (e, f)]
+    if any(x is None or not x.ok for x in est):
+        missing = [a for a, x in zip((equal[0], fixed[0]), est) if x is None or not x.ok]
+        return (f"Data or compute: not resolved; the contrast y(N) − y(N/2) has no interval yet in the "
+                f"{' and '.join(missing)} arm{'s' if len(missing) > 1 else ''}.")
+    head = (f"Data or compute: y(N) − y(N/2) is {fmt(f.estimate.value, 'signed')} with fixed epochs ({fixed[0]}: "
+            f"{f.verdict}{', ' + f.detail if f.detail else ''}) and {fmt(e.estimate.value, 'signed')} at equal steps "
+            f"({equal[0]}: {e.verdict}{', ' + e.detail if e.detail else ''})")
+    rising_fixed, rising_equal = f.detail == "still rising", e.detail == "still rising"
+    if rising_fixed and e.verdict == "holds":
+        return head + ": the fixed-epoch rise goes with the extra optimiser steps, a compute effect here."
+    if rising_fixed and rising_equal:
+        return head + ": the rise remains at equal compute, a data effect here."
+    if f.verdict == "holds" and e.verdict == "holds":
+        return head + ": both level off; neither data nor compute adds measurably beyond half the pool."
+    return head + ": not resolved (rule P does not decide both arms)."
 
 
 def claim_statements(f: TrackFindings) -> list[str]:
     """The three claims on one track, each with its rule, estimate, interval, test and MDE."""
     out = [v.sentence() for v in f.claims]
     others = [v.sentence() for a, v in f.plateau.items() if a != f.plateau_arm]
-    return out + [f"Also: {s}" for s in others]
+    extra = [f.data_or_compute()] if len(f.plateau) > 1 and f.equal_compute else []
+    return out + [f"Also: {s}" for s in others] + extra + ([f.pilot.sentence()] if f.pilot is not None else [])
 
 
 def headline_frame(findings: Mapping[str, TrackFindings]) -> pd.DataFrame:
@@ -416,3 +459,48 @@ def cost_statements(records: Sequence[Mapping[str, Any]], metric: str, full_labe
                    f"of the pool) used {fmt(hours, 'pct')} of the device-hours and {fmt(tokens, 'pct')} of the training "
                    f"tokens, and reached {metric} {fmt(rec['metrics'].get(metric))}.")
     return out
+
+
+def selector_frame(f: TrackFindings, runs: TrackRuns) -> pd.DataFrame:
+    """Each selector's cost beside its benefit and its subset's length profile, at the primary budget
+    and for the whole pool (the runs of the sampler grid and the whole pool only): runs, the mean
+    metric, the paired difference to the baseline (interval and p; Holm-adjusted except the primary
+    contrast), the mean seconds of selection (of which scoring a model), of training and in all, the
+    tokens (scoring + training), the total seconds as a share of the whole pool's, and the mean
+    characters of the subset's chosen answers, chosen − rejected, and chosen against the pool's."""
+    keys = set().union(*[set(x["key"]) for x in (runs.samplers, runs.full) if x is not None and len(x)])
+    records = [r for r in runs.records if r["key"] in keys]
+    cols = ["label", "fraction", "runs", "mean", "diff", "lo", "hi", "p", "select_s", "scoring_s", "train_s",
+            "total_s", "total_tokens", "compute vs whole pool", "chosen_chars", "chosen_minus_rejected",
+            "chosen vs pool"]
+    if not records:
+        return pd.DataFrame(columns=cols)
+    frame = runs_frame(records)
+    if f.metric not in frame:
+        frame[f.metric] = np.nan
+    per_run = (frame[["key", f.metric]].merge(selection_cost_frame(records), on="key")
+               .merge(length_profile_frame(records).drop(columns=["label", "fraction", "seed"]), on="key"))
+    budget = f.plan.primary_budget
+    per_run = per_run[np.isclose(per_run["fraction"], budget, atol=1e-6) | (per_run["label"] == "full")]
+    g = per_run.groupby(["label", "fraction"], sort=False)
+    out = g[["select_s", "scoring_s", "train_s", "total_s", "total_tokens", "chosen_chars",
+             "chosen_minus_rejected"]].mean()
+    out["mean"] = g[f.metric].mean()
+    out["runs"] = g.size()
+    out["pool_chars"] = g["pool_chosen_chars"].mean()
+    out = out.reset_index()
+    full_s = out.loc[out["label"] == "full", "total_s"]
+    out["compute vs whole pool"] = out["total_s"] / float(full_s.iloc[0]) if len(full_s) else math.nan
+    out["chosen vs pool"] = out["chosen_chars"] / out["pool_chars"]
+    diffs = {r["label"]: (r["mean_diff"], r["lo"], r["hi"], r["p_adj"]) for _, r in f.secondary.iterrows()
+             if np.isclose(r["fraction"], budget, atol=1e-6)}
+    for v in (f.sampler,):
+        if v.estimate is not None:
+            lo, hi = v.estimate.interval(f.plan.level)
+            diffs[f.plan.sampler] = (v.estimate.value, lo, hi, v.estimate.p_value())
+    for i, name in enumerate(("diff", "lo", "hi", "p")):
+        out[name] = [diffs.get(lab, (math.nan,) * 4)[i] for lab in out["label"]]
+    order = {f.plan.baseline: 0, f.plan.sampler: 1, "full": 99}
+    out = out.sort_values("label", key=lambda s: s.map(lambda x: order.get(x, 2))).reset_index(drop=True)
+    return out[cols]
+

@@ -27,7 +27,8 @@ import yaml
 from .book import load_profile
 
 __all__ = [
-    "DEFAULT_ARM", "ablation_grid", "ablation_samplers", "arm_of", "equal_compute_arms", "export_grids", "full_grid",
+    "DEFAULT_ARM", "ablation_grid", "ablation_samplers", "arm_of", "design_pair_grids", "equal_compute_arms",
+    "export_grids", "full_grid",
     "full_vs_subset_grids", "gpu_dpo_grids", "make_grid", "notebook_grids", "sampler_grid", "scaling_grid",
     "scaling_grids", "track_grids",
 ]
@@ -174,24 +175,56 @@ def full_vs_subset_grids(track: str, spec: Mapping[str, Any], size: Mapping[str,
 
 
 def gpu_dpo_grids(gpu_dpo: Mapping[str, Any], tracks: Mapping[str, Any], *, train: Mapping[str, Any],
-                  device: str) -> list[dict[str, Any]]:
+                  device: str, design: Mapping[str, Any] | None = None, model: str | None = None) -> list[dict[str, Any]]:
     """The larger run of a profile's ``gpu_dpo`` block for a device type (``"cuda"`` or other: the
     ``cpu`` settings): the whole pool and ISA's subset. A size block may name its ``experiment``
-    (default ``gpu_dpo``): a track's own experiment with no overrides reuses that track's runs."""
+    (default ``gpu_dpo``): a track's own experiment with no overrides reuses that track's runs; a size
+    block ``{design: true}`` reads the design's own whole-pool and primary runs of that seed
+    (:func:`design_pair_grids`; ``design`` and ``model`` are the profile's)."""
     size = gpu_dpo["cuda" if device == "cuda" else "cpu"]
     track = gpu_dpo["track"]
+    if size.get("design"):
+        if not design:
+            raise ValueError(f"gpu_dpo.{'cuda' if device == 'cuda' else 'cpu'} reads the design's runs (design: true), "
+                             "but the profile has no common.design")
+        return design_pair_grids(design, tracks, train=train, track=track, seed=gpu_dpo["seed"], model=model)
     return full_vs_subset_grids(track, tracks[track], size, train=train, seed=gpu_dpo["seed"],
                                 fraction=gpu_dpo["fraction"], experiment=size.get("experiment", "gpu_dpo"))
 
 
+def design_pair_grids(design: Mapping[str, Any], tracks: Mapping[str, Any], *, train: Mapping[str, Any], track: str,
+                      seed: int, model: str | None = None) -> list[dict[str, Any]]:
+    """The whole pool (``full_pool``) and the primary sampler's subset (``primary``) of one track and
+    seed, cut from the design's own grids (the same run keys, no extra training)."""
+    from .design import design_grids
+
+    profile = {"common": {"model": model, "train": dict(train), "tracks": {track: tracks[track]}, "design": design}}
+    built = design_grids(profile)
+    full, primary = dict(built[f"{track}_full_pool"]), dict(built[f"{track}_primary"])
+    full["seeds"] = primary["seeds"] = [int(seed)]
+    primary["samplers"] = [design["primary"]["sampler"]]
+    return [full, primary]
+
+
 def notebook_grids(profile: str | Mapping[str, Any], device: str = "cuda",
                    root: Path | None = None) -> dict[str, dict[str, Any]]:
-    """The grids the notebooks of a profile run, by name: ``<track>_<name>`` for every grid of
+    """The grids the notebooks of a profile run, by name. With ``common.design``: the design's grids
+    (:func:`effalign.design.design_grids`, ``<track>_primary`` first), and on ``"cuda"`` the
+    ``gpu_dpo`` pair unless it reads the design's runs. Otherwise ``<track>_<name>`` for every grid of
     :func:`track_grids` (``<track>_scaling``, ``<track>_scaling_<arm>``, ``<track>_samplers``,
     ``<track>_full``, ``<track>_ablation``) and ``gpu_dpo_full``, ``gpu_dpo_subset``. ``device`` picks
     the ``gpu_dpo`` size (``"cuda"`` or ``"cpu"``)."""
     prof = load_profile(profile, root) if isinstance(profile, str) else profile
     c = prof["common"]
+    if c.get("design"):
+        from .design import design_grids
+
+        grids = design_grids(prof)
+        if device == "cuda" and not c["gpu_dpo"]["cuda"].get("design"):
+            full, subset = gpu_dpo_grids(c["gpu_dpo"], c["tracks"], train=c["train"], device=device,
+                                         design=c["design"], model=c["model"])
+            grids.update(gpu_dpo_full=full, gpu_dpo_subset=subset)
+        return grids
     grids = {}
     for name, track in c["tracks"].items():
         for kind, grid in track_grids(name, track, model=c["model"], train=c["train"], seeds=c["seeds"],
@@ -199,14 +232,15 @@ def notebook_grids(profile: str | Mapping[str, Any], device: str = "cuda",
                                       samplers=c["samplers"], budgets=c["budgets"], scaling_arms=c.get("scaling_arms"),
                                       ablation=c.get("ablation"), ablation_budget=c.get("ablation_budget")).items():
             grids[f"{name}_{kind}"] = grid
-    full, subset = gpu_dpo_grids(c["gpu_dpo"], c["tracks"], train=c["train"], device=device)
+    full, subset = gpu_dpo_grids(c["gpu_dpo"], c["tracks"], train=c["train"], device=device, model=c["model"])
     grids.update(gpu_dpo_full=full, gpu_dpo_subset=subset)
     return grids
 
 
 def export_grids(profile: str, out_dir: str | Path, device: str = "cuda") -> list[Path]:
     """Write the notebooks' grids of a profile as grid files ``<name>.yaml`` (names as in
-    :func:`notebook_grids`) for ``python -m effalign run --grid``."""
+    :func:`notebook_grids`; with a design, the design's grids, primary first) for
+    ``python -m effalign run --grid``; returns the paths in the order to run them."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -4,9 +4,11 @@ runs of a profile's grids as frames for the findings.
 - :func:`notebook_setup`, :func:`show`: one style, no progress bars or known warnings in the book;
 - :func:`data_overview`, :func:`length_frame`, :func:`isa_frame`, :func:`mixture_table`,
   :func:`subset_profile`, :func:`side_by_side`: the data sets and what ISA sees in them;
-- :func:`track_runs`, :func:`profile_runs`, :func:`profile_findings`: stored (or, in the experiment
-  chapters, newly trained) runs of a track's grids as :class:`~effalign.findings.TrackRuns`, and the
-  findings of a whole profile (the findings chapter and the README headline use the same calls).
+- :func:`track_runs`, :func:`design_track_runs`, :func:`profile_runs`, :func:`profile_findings`: stored
+  (or, in the experiment chapters, newly trained) runs of a track's grids (legacy or the profile's
+  design) as :class:`~effalign.findings.TrackRuns`, and the findings of a whole profile (the findings
+  chapter and the README headline use the same calls); :func:`missing_cells` /
+  :func:`missing_statements`: which cells and seeds the store lacks.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .book import load_profile  # noqa: E402
-from .experiment import collect, expand_grid  # noqa: E402
+from .design import analysis_plan, design_grids, pilot_rule, track_design_grids  # noqa: E402
+from .design import equal_compute_arms as design_equal_compute_arms  # noqa: E402
+from .experiment import collect, expand_grid, missing_specs  # noqa: E402
 from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings  # noqa: E402
 from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
-    "data_overview", "isa_frame", "length_frame", "mixture_table", "notebook_setup",
-    "profile_findings", "profile_runs", "show", "side_by_side", "subset_profile", "track_runs",
+    "data_overview", "design_track_runs", "isa_frame", "length_frame", "missing_cells", "missing_statements",
+    "mixture_table", "notebook_setup", "parameters_profile", "profile_findings", "profile_runs", "show", "side_by_side",
+    "subset_profile", "track_runs",
 ]
 
 _QUIET = (r".*gradient_checkpointing.*", r".*torch_dtype.*deprecated.*", r".*`resume_download` is deprecated.*",
@@ -114,14 +119,50 @@ def track_runs(grids: Mapping[str, Mapping[str, Any]], store: Any, metric: str, 
     every = list({r["key"]: r for recs in records.values() for r in recs}.values())
     return TrackRuns(scaling={arm_of(n): f for n, f in frames.items() if arm_of(n)},
                      samplers=frames.get("samplers", runs_frame([])), full=frames.get("full"),
-                     items=items_frame(every, metric))
+                     items=items_frame(every, metric), records=every)
+
+
+def parameters_profile(profile: str, **common: Any) -> dict[str, Any]:
+    """A profile mapping from a notebook's parameters (the values papermill injected), for the
+    functions that take a profile (:func:`profile_runs`, :func:`effalign.grids.notebook_grids`)."""
+    return {"profile": profile, "common": common}
+
+
+def design_track_runs(grids: Mapping[str, Mapping[str, Any]], store: Any, metric: str, *, run: bool = False,
+                      progress: bool = False) -> TrackRuns:
+    """The runs of one track's design grids (:func:`effalign.design.track_design_grids`: ``primary``,
+    ``full_pool``, ``samplers``, ``scaling_*``, ...) as frames: the scaling runs of each arm are the
+    random and whole-pool runs of every grid in that arm (in the primary arm: ``scaling_steps``, the
+    primary grid's random runs and ``full_pool``); ``samplers``: the ``primary`` and ``samplers`` grids;
+    ``full``: ``full_pool``. With ``run=True`` the missing runs are trained first."""
+    records = {name: collect(expand_grid(g), store, run=run, progress=progress) for name, g in grids.items()}
+    frames = {name: runs_frame(recs) for name, recs in records.items()}
+    every = list({r["key"]: r for recs in records.values() for r in recs}.values())
+
+    def union(names: Iterable[str], labels: Sequence[str] | None = None) -> pd.DataFrame:
+        parts = [frames[n] for n in names if n in frames and len(frames[n])]
+        if not parts:
+            return runs_frame([])
+        out = pd.concat(parts, ignore_index=True).drop_duplicates("key")
+        return out[out["label"].isin(labels)].reset_index(drop=True) if labels else out.reset_index(drop=True)
+
+    arms = list(dict.fromkeys(g["arm"] for g in grids.values()))
+    scaling = {arm: union([n for n, g in grids.items() if g["arm"] == arm], ["random", "full"]) for arm in arms
+               if any(n.startswith("scaling") for n, g in grids.items() if g["arm"] == arm)}
+    return TrackRuns(scaling=scaling, samplers=union(["primary", "samplers"]),
+                     full=union(["full_pool"]), items=items_frame(every, metric), records=every)
 
 
 def profile_runs(profile: str | Mapping[str, Any], store: Any, root: Path | None = None) -> dict[str, TrackRuns]:
-    """Per track of a profile: the stored runs of its scaling arms, sampler grid and whole pool."""
+    """Per track of a profile: the stored runs of its grids (the design's when it has one, else the
+    scaling arms, sampler grid and whole pool of :func:`effalign.grids.track_grids`)."""
     prof = load_profile(profile, root) if isinstance(profile, str) else profile
     c = prof["common"]
-    plan = AnalysisPlan.from_profile(c.get("analysis"), c["tracks"])
+    plan = analysis_plan(c)
+    if c.get("design"):
+        built = design_grids(prof)
+        return {name: design_track_runs(track_design_grids(built, name), store, plan.metric(name))
+                for name in c["tracks"]}
     return {name: track_runs(track_grids(name, track, model=c["model"], train=c["train"], seeds=c["seeds"],
                                          scaling_seeds=c["scaling_seeds"], scaling_fractions=c["scaling_fractions"],
                                          samplers=c["samplers"], budgets=c["budgets"],
@@ -129,15 +170,76 @@ def profile_runs(profile: str | Mapping[str, Any], store: Any, root: Path | None
             for name, track in c["tracks"].items()}
 
 
-def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: int = 200,
-                     root: Path | None = None) -> tuple[AnalysisPlan, dict[str, TrackFindings]]:
-    """The plan and the findings of every track of a profile, from its stored runs."""
+def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: int = 200, root: Path | None = None,
+                     runs: Mapping[str, TrackRuns] | None = None) -> tuple[AnalysisPlan, dict[str, TrackFindings]]:
+    """The plan and the findings of every track of a profile, from its stored runs (``runs``: from
+    :func:`profile_runs`, when already read). With a design: the primary arm is the design's, the
+    equal-compute arms those with ``budget: steps``, and each track carries its pilot rule
+    (:func:`effalign.design.pilot_rule`, on the primary grid's stored runs)."""
     prof = load_profile(profile, root) if isinstance(profile, str) else profile
     c = prof["common"]
-    plan = AnalysisPlan.from_profile(c.get("analysis"), c["tracks"])
-    equal = equal_compute_arms(c.get("scaling_arms"))
-    return plan, {name: track_findings(name, plan, runs, n_boot=n_boot, equal_compute=equal)
-                  for name, runs in profile_runs(prof, store, root).items()}
+    plan = analysis_plan(c)
+    runs = dict(runs) if runs is not None else profile_runs(prof, store, root)
+    if not c.get("design"):
+        equal = equal_compute_arms(c.get("scaling_arms"))
+        return plan, {name: track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal) for name, r in runs.items()}
+    equal = design_equal_compute_arms(c["tracks"])
+    out = {}
+    for name, r in runs.items():
+        f = track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal, primary_arm=plan.plateau_arm)
+        primary = set(r.samplers["key"]) if len(r.samplers) else set()
+        f.pilot = pilot_rule(c, name, [rec for rec in r.records if rec["key"] in primary])
+        out[name] = f
+    return plan, out
+
+
+def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.DataFrame:
+    """Per grid and cell (sampler and subset size): the seeds stored and the seeds still missing, so a
+    chapter says exactly which runs it lacks. Columns ``grid``, ``arm``, ``sampler``, ``pairs`` (None:
+    the whole pool), ``stored``, ``missing`` (e.g. ``"4–15"``), ``runs``."""
+    rows = []
+    for name, grid in grids.items():
+        specs = expand_grid(grid)
+        absent = {s.key for s in missing_specs(specs, store)}
+        cells: dict[tuple[str, Any], dict[str, list[int]]] = {}
+        for s in specs:
+            label = s.sampler if not s.sampler_params else f"{s.sampler} {dict(s.sampler_params)}"
+            cell = cells.setdefault((label, s.budget), {"stored": [], "missing": []})
+            cell["missing" if s.key in absent else "stored"].append(int(s.seed))
+        for (label, budget), seeds in cells.items():
+            rows.append({"grid": name, "arm": grid.get("arm", ""), "sampler": label,
+                         "pairs": "whole pool" if budget is None else int(budget), "runs": sum(map(len, seeds.values())),
+                         "stored": len(seeds["stored"]), "missing": _ranges(seeds["missing"])})
+    return pd.DataFrame(rows, columns=["grid", "arm", "sampler", "pairs", "runs", "stored", "missing"])
+
+
+def missing_statements(cells: pd.DataFrame) -> list[str]:
+    """Sentences on what the store lacks: one per grid with missing seeds (or that nothing is missing)."""
+    if cells.empty:
+        return ["No grid is defined."]
+    lacking = cells[cells["stored"] < cells["runs"]]
+    if lacking.empty:
+        return [f"All {int(cells['runs'].sum())} runs of the {cells['grid'].nunique()} grids are stored."]
+    out = [f"{int(cells['stored'].sum())} of {int(cells['runs'].sum())} runs are stored; the statements below use "
+           "those and name what they lack."]
+    for grid, g in lacking.groupby("grid", sort=False):
+        parts = [f"{r['sampler']} on {r['pairs']}{'' if r['pairs'] == 'whole pool' else ' pairs'}: seeds {r['missing']}"
+                 for _, r in g.iterrows()]
+        out.append(f"Missing in {grid}: " + "; ".join(parts) + ".")
+    return out
+
+
+def _ranges(seeds: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``"0–2, 5"`` (empty: ``""``)."""
+    out, seeds = [], sorted(seeds)
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        out.append(str(seeds[i]) if i == j else f"{seeds[i]}–{seeds[j]}")
+        i = j + 1
+    return ", ".join(out)
 
 
 # ----------------------------------------------------------------------------- data views (first chapter)

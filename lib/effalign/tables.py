@@ -7,6 +7,8 @@
 - :func:`summarize` (t intervals over seeds), :func:`paired_differences` (every label minus a baseline,
   Holm-adjusted), :func:`metric_table`;
 - :func:`cost_table`, :func:`compute_table`, :func:`loss_curves`: compute and throughput;
+  :func:`selection_cost_frame` (selection, scoring and training seconds and tokens per run) and
+  :func:`length_profile_frame` (the answer lengths of each run's subset);
 - :func:`fmt` / :func:`format_frame`: the one number formatter of every reader's table and sentence
   (an undefined number is "—", never NaN).
 
@@ -30,8 +32,8 @@ from .inference import (Estimate, cluster_bootstrap_ci, holm, min_seeds_to_rejec
 
 __all__ = [
     "ITEM_FIELDS", "METRIC_BASELINES", "METRIC_RANGES", "Cell", "cell_runs", "compute_table", "concat", "contrast", "cost_table",
-    "device_label", "fmt", "format_frame", "items_frame", "loss_curves", "metric_baseline", "metric_table",
-    "paired_differences", "runs_frame", "sampler_label", "summarize",
+    "device_label", "fmt", "format_frame", "items_frame", "length_profile_frame", "loss_curves", "metric_baseline",
+    "metric_table", "paired_differences", "runs_frame", "sampler_label", "selection_cost_frame", "summarize",
 ]
 
 Cell = tuple[str, float]
@@ -448,3 +450,60 @@ def loss_curves(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             rows.append({"label": f"{label} ({n_train} pairs)", "seed": spec["seed"], **point})
     cols = ["label", "seed", "step", "epoch", "loss", "margin", "accuracy", "seconds"]
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
+
+
+# ----------------------------------------------------------------------------- selectors: cost and length profile
+
+
+def _select_metadata(rec: Mapping[str, Any]) -> Mapping[str, Any]:
+    return ((rec.get("extra") or {}).get("select_info") or {}).get("metadata") or {}
+
+
+def selection_cost_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per run: what choosing and training its subset cost, from the record. ``select_s`` (the whole
+    selection, as measured; for a sampler that trains a scoring model this includes it),
+    ``scoring_s`` and ``scoring_tokens`` (``extra.select_info.metadata.scoring_cost``; 0 for samplers
+    without one), ``train_s`` (``metrics.wall_s``), ``train_tokens`` (``metrics.tokens``), ``total_s``
+    = selection + training, ``total_tokens`` = scoring + training tokens."""
+    rows = []
+    for rec in records:
+        m, spec = rec.get("metrics") or {}, rec["spec"]
+        cost = _select_metadata(rec).get("scoring_cost") or {}
+        select_s = float(m.get("select_s", math.nan))
+        train_s = float(m.get("wall_s", math.nan))
+        train_tokens = float(m.get("tokens", math.nan)) if m.get("tokens") is not None else math.nan
+        scoring_tokens = float(cost.get("tokens", 0.0))
+        rows.append({"key": rec["key"], "label": sampler_label(spec["sampler"], spec.get("sampler_params")),
+                     "fraction": round(float(m.get("fraction", math.nan)), 6), "seed": spec["seed"],
+                     "n_train": m.get("n_train"), "select_s": select_s, "scoring_s": float(cost.get("seconds", 0.0)),
+                     "scoring_tokens": scoring_tokens, "train_s": train_s, "train_tokens": train_tokens,
+                     "total_s": select_s + train_s, "total_tokens": scoring_tokens + train_tokens})
+    cols = ["key", "label", "fraction", "seed", "n_train", "select_s", "scoring_s", "scoring_tokens", "train_s",
+            "train_tokens", "total_s", "total_tokens"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def length_profile_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per run: the mean characters of the chosen and rejected answers of its training subset and of its
+    pool (``extra.select_info.metadata.length_profile``, written by every sampler; the whole pool's own
+    runs take the pool's profile from another run of the same seed, else none)."""
+    pools: dict[Any, Mapping[str, Any]] = {}
+    for rec in records:
+        prof = _select_metadata(rec).get("length_profile")
+        if prof:
+            pools.setdefault(rec["spec"]["seed"], prof["pool"])
+    rows = []
+    for rec in records:
+        spec, m = rec["spec"], rec.get("metrics") or {}
+        prof = _select_metadata(rec).get("length_profile")
+        sub = prof["subset"] if prof else (pools.get(spec["seed"]) if float(m.get("fraction", 0)) >= 1 - 1e-9 else None)
+        pool = prof["pool"] if prof else pools.get(spec["seed"])
+        rows.append({"key": rec["key"], "label": sampler_label(spec["sampler"], spec.get("sampler_params")),
+                     "fraction": round(float(m.get("fraction", math.nan)), 6), "seed": spec["seed"],
+                     "chosen_chars": (sub or {}).get("chosen_mean", math.nan),
+                     "rejected_chars": (sub or {}).get("rejected_mean", math.nan),
+                     "chosen_minus_rejected": (sub or {}).get("chosen_minus_rejected_mean", math.nan),
+                     "pool_chosen_chars": (pool or {}).get("chosen_mean", math.nan)})
+    cols = ["key", "label", "fraction", "seed", "chosen_chars", "rejected_chars", "chosen_minus_rejected",
+            "pool_chosen_chars"]
+    return pd.DataFrame(rows, columns=cols)

@@ -40,8 +40,11 @@ class AnalysisPlan:
     the small-subset claim's margin, in metric units (a number, or one per track).
     ``plateau_delta``: the plateau claim's ``delta`` (number or per track). ``plateau_arm``: the
     scaling arm the plateau is judged in (None: the profile's default arm). ``sampler`` and
-    ``baseline``: the labels of the primary contrast. ``level``: level of reported intervals.
-    ``n_sim``: Monte Carlo draws (n95 interval) and bootstrap replicates (ranks).
+    ``baseline``: the labels of the primary contrast. ``effect``: the effect of interest of the
+    primary contrast (number or per track; None: the equivalence margin), in metric units: the effect
+    "seeds needed" is computed for. ``level``: level of reported intervals.
+    ``n_sim``: Monte Carlo draws (n95 interval) and bootstrap replicates (ranks). A profile with a
+    design takes these values from ``common.design`` (:func:`effalign.design.analysis_plan`).
     """
 
     primary_budget: float = 0.1
@@ -54,6 +57,7 @@ class AnalysisPlan:
     plateau_arm: str | None = None
     sampler: str = "isa"
     baseline: str = "random"
+    effect: float | Mapping[str, float] | None = None
     level: float = 0.95
     n_sim: int = 2000
 
@@ -80,6 +84,7 @@ class AnalysisPlan:
                   (self.n_sim >= 100, "n_sim must be at least 100")]
         for track in tracks or {}:
             checks += [(self.margin(track) > 0, f"equivalence_margin for {track} must be positive"),
+                       (self.effect_of(track) > 0, f"effect for {track} must be positive"),
                        (self.delta(track) > 0, f"plateau_delta for {track} must be positive")]
         for ok, message in checks:
             if not ok:
@@ -102,6 +107,10 @@ class AnalysisPlan:
 
     def delta(self, track: str) -> float:
         return self._per_track(self.plateau_delta, track, "plateau_delta")
+
+    def effect_of(self, track: str) -> float:
+        """The primary contrast's effect of interest (the equivalence margin when none is set)."""
+        return self.margin(track) if self.effect is None else self._per_track(self.effect, track, "effect")
 
 
 @dataclass(frozen=True)
@@ -146,15 +155,18 @@ def rules_frame() -> pd.DataFrame:
     return pd.DataFrame([r.__dict__ for r in RULES.values()]).set_index("id")
 
 
-def rules_markdown(plan: AnalysisPlan | None = None, tracks: Sequence[str] = ()) -> str:
-    """The rules as a Markdown table, followed by the plan's values (the methods chapter's table)."""
+def rules_markdown(plan: AnalysisPlan | None = None, tracks: Sequence[str] = (), source: str = "`common.analysis`") -> str:
+    """The rules as a Markdown table, followed by the plan's values (the methods chapter's table);
+    ``source`` says where the profile fixes them."""
     lines = ["| rule | claim | contrast | test | verdict |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r.id} | {r.claim} | {r.contrast} | {r.test} | {r.decision} |" for r in RULES.values()]
     if plan is not None:
-        per = "; ".join(f"{t}: {plan.metric(t)}, m = {fmt(plan.margin(t))}, δ = {fmt(plan.delta(t))}" for t in tracks)
-        lines += ["", f"Values (`common.analysis`): α = {plan.alpha:g}, power {plan.power:.0%} for every minimum "
+        per = "; ".join(f"{t}: {plan.metric(t)}, effect of interest {fmt(plan.effect_of(t))}, m = {fmt(plan.margin(t))}, "
+                        f"δ = {fmt(plan.delta(t))}" for t in tracks)
+        arm = f", plateau arm {plan.plateau_arm}" if plan.plateau_arm else ""
+        lines += ["", f"Values ({source}): α = {plan.alpha:g}, power {plan.power:.0%} for every minimum "
                       f"detectable effect (MDE), primary budget {plan.primary_budget:.0%} of the pool, "
-                      f"{plan.sampler} against {plan.baseline}, multiplicity {plan.multiplicity}"
+                      f"{plan.sampler} against {plan.baseline}, multiplicity {plan.multiplicity}{arm}"
                       + (f"; {per}." if per else ".")]
     return "\n".join(lines) + "\n"
 
