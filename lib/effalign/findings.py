@@ -37,6 +37,7 @@ from .verdicts import (DEFAULT_ARM, RULES, AnalysisPlan, Rule, Verdict, plateau_
 
 __all__ = [
     "AnalysisPlan", "RULES", "Rule", "ScalingOutcome", "TrackFindings", "TrackRuns", "Verdict", "claim_statements",
+    "closing_statements",
     "cost_statements", "data_or_compute", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding",
     "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_frame", "selector_statements",
     "subset_verdict", "track_findings",
@@ -216,6 +217,12 @@ class TrackRuns:
     full: pd.DataFrame | None = None
     items: pd.DataFrame | None = None
     records: list[dict[str, Any]] = field(default_factory=list)  # every stored record of the track's grids
+    grids: dict[str, pd.DataFrame] = field(default_factory=dict)  # the stored runs of each grid, by grid name
+
+    def primary_records(self) -> list[dict[str, Any]]:
+        """The records of the sampler grid and the whole pool (the primary arm's contrasts)."""
+        keys = set().union(*[set(x["key"]) for x in (self.samplers, self.full) if x is not None and len(x)])
+        return [r for r in self.records if r["key"] in keys]
 
     def all(self) -> pd.DataFrame:
         frames = [f for f in [*self.scaling.values(), self.samplers, self.full] if f is not None and len(f)]
@@ -468,8 +475,7 @@ def selector_frame(f: TrackFindings, runs: TrackRuns) -> pd.DataFrame:
     contrast), the mean seconds of selection (of which scoring a model), of training and in all, the
     tokens (scoring + training), the total seconds as a share of the whole pool's, and the mean
     characters of the subset's chosen answers, chosen − rejected, and chosen against the pool's."""
-    keys = set().union(*[set(x["key"]) for x in (runs.samplers, runs.full) if x is not None and len(x)])
-    records = [r for r in runs.records if r["key"] in keys]
+    records = runs.primary_records()
     cols = ["label", "fraction", "runs", "mean", "diff", "lo", "hi", "p", "select_s", "scoring_s", "train_s",
             "total_s", "total_tokens", "compute vs whole pool", "chosen_chars", "chosen_minus_rejected",
             "chosen vs pool"]
@@ -504,3 +510,19 @@ def selector_frame(f: TrackFindings, runs: TrackRuns) -> pd.DataFrame:
     out = out.sort_values("label", key=lambda s: s.map(lambda x: order.get(x, 2))).reset_index(drop=True)
     return out[cols]
 
+
+
+def closing_statements(findings: Mapping[str, TrackFindings], runs: Mapping[str, TrackRuns]) -> list[str]:
+    """The closing note: per track the verdict of each claim with the seeds it used, the pilot rule's
+    seeds, and the run time of the stored runs (selection, training and evaluation, in CPU- or
+    device-hours as the records' provenance says)."""
+    out = []
+    for name, f in findings.items():
+        verdicts = "; ".join(f"{v.claim} {v.verdict}{' (' + v.detail + ')' if v.detail else ''} from "
+                             f"{v.estimate.n_seeds if v.estimate is not None else 0} seeds" for v in f.claims)
+        pilot = f" The pilot rule asks for {f.pilot.seeds} primary seeds." if f.pilot is not None and f.pilot.seeds else ""
+        recs = runs[name].records
+        hours = sum(float((r.get("timings") or {}).get("seconds", 0.0)) for r in recs) / 3600
+        devices = ", ".join(sorted({device_label(r) for r in recs})) or "no device"
+        out.append(f"{name}: {verdicts}.{pilot} Stored runs: {len(recs)}, {fmt(hours)} hours of run time ({devices}).")
+    return out

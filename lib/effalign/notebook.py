@@ -35,7 +35,7 @@ from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
-    "data_overview", "design_track_runs", "isa_frame", "length_frame", "missing_cells", "missing_statements",
+    "ablation_frame", "data_overview", "design_track_runs", "isa_frame", "length_frame", "missing_cells", "missing_statements",
     "mixture_table", "notebook_setup", "parameters_profile", "profile_findings", "profile_runs", "show", "side_by_side",
     "subset_profile", "track_runs",
 ]
@@ -119,7 +119,7 @@ def track_runs(grids: Mapping[str, Mapping[str, Any]], store: Any, metric: str, 
     every = list({r["key"]: r for recs in records.values() for r in recs}.values())
     return TrackRuns(scaling={arm_of(n): f for n, f in frames.items() if arm_of(n)},
                      samplers=frames.get("samplers", runs_frame([])), full=frames.get("full"),
-                     items=items_frame(every, metric), records=every)
+                     items=items_frame(every, metric), records=every, grids=frames)
 
 
 def parameters_profile(profile: str, **common: Any) -> dict[str, Any]:
@@ -150,23 +150,36 @@ def design_track_runs(grids: Mapping[str, Mapping[str, Any]], store: Any, metric
     scaling = {arm: union([n for n, g in grids.items() if g["arm"] == arm], ["random", "full"]) for arm in arms
                if any(n.startswith("scaling") for n, g in grids.items() if g["arm"] == arm)}
     return TrackRuns(scaling=scaling, samplers=union(["primary", "samplers"]),
-                     full=union(["full_pool"]), items=items_frame(every, metric), records=every)
+                     full=union(["full_pool"]), items=items_frame(every, metric), records=every, grids=frames)
 
 
-def profile_runs(profile: str | Mapping[str, Any], store: Any, root: Path | None = None) -> dict[str, TrackRuns]:
+def ablation_frame(runs: TrackRuns, plan: AnalysisPlan) -> pd.DataFrame:
+    """The design's ISA variants (grid ``ablation``) with the baseline and the default sampler at the same
+    share of the pool and arm (from the primary grid); empty when the design has no ablation grid."""
+    ablation = runs.grids.get("ablation")
+    if ablation is None or not len(ablation):
+        return runs_frame([])
+    fractions = set(ablation["fraction"])
+    ref = runs.samplers[runs.samplers["label"].isin([plan.baseline, plan.sampler]) & runs.samplers["fraction"].isin(fractions)]
+    return pd.concat([ref, ablation], ignore_index=True).drop_duplicates("key").reset_index(drop=True)
+
+
+def profile_runs(profile: str | Mapping[str, Any], store: Any, root: Path | None = None, *, run: bool = False
+                 ) -> dict[str, TrackRuns]:
     """Per track of a profile: the stored runs of its grids (the design's when it has one, else the
-    scaling arms, sampler grid and whole pool of :func:`effalign.grids.track_grids`)."""
+    scaling arms, sampler grid and whole pool of :func:`effalign.grids.track_grids`); with ``run=True``
+    the missing ones are trained first."""
     prof = load_profile(profile, root) if isinstance(profile, str) else profile
     c = prof["common"]
     plan = analysis_plan(c)
     if c.get("design"):
         built = design_grids(prof)
-        return {name: design_track_runs(track_design_grids(built, name), store, plan.metric(name))
+        return {name: design_track_runs(track_design_grids(built, name), store, plan.metric(name), run=run)
                 for name in c["tracks"]}
     return {name: track_runs(track_grids(name, track, model=c["model"], train=c["train"], seeds=c["seeds"],
                                          scaling_seeds=c["scaling_seeds"], scaling_fractions=c["scaling_fractions"],
                                          samplers=c["samplers"], budgets=c["budgets"],
-                                         scaling_arms=c.get("scaling_arms")), store, plan.metric(name))
+                                         scaling_arms=c.get("scaling_arms")), store, plan.metric(name), run=run)
             for name, track in c["tracks"].items()}
 
 
@@ -187,8 +200,7 @@ def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: in
     out = {}
     for name, r in runs.items():
         f = track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal, primary_arm=plan.plateau_arm)
-        primary = set(r.samplers["key"]) if len(r.samplers) else set()
-        f.pilot = pilot_rule(c, name, [rec for rec in r.records if rec["key"] in primary])
+        f.pilot = pilot_rule(c, name, r.primary_records())
         out[name] = f
     return plan, out
 

@@ -139,8 +139,9 @@ def larger_run_statements(gpu_dpo: Mapping[str, Any], train: Mapping[str, Any], 
         out.append(f"These are the larger runs: {sizes} of the {track} track, trained on a GPU with "
                    f"{_training({**train, **(cuda.get('train') or {})})} (`gpu_dpo.cuda`).")
     else:
-        same = cpu.get("experiment") == f"{track}_subsets" and not (cpu.get("data") or cpu.get("train"))
-        what = (f"the {track} track's own runs from the sampler and scaling grids (the same runs as in the "
+        same = bool(cpu.get("design")) or (cpu.get("experiment") == f"{track}_subsets"
+                                             and not (cpu.get("data") or cpu.get("train")))
+        what = (f"the {track} track's own runs from the design's grids (the same runs as in the "
                 "previous chapters, at the profile's pool size), not a larger run" if same else
                 f"reduced runs sized for a CPU (`gpu_dpo.cpu`)")
         out.append(f"This build ran on a CPU, so the chapter shows {what}: {sizes}, trained with "
