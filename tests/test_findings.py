@@ -172,12 +172,15 @@ def test_holm_adjustment():
 
 
 def test_plan_from_profiles_and_errors():
+    from effalign.design import analysis_plan
+
     for name in ("smoke", "default", "paper"):
         c = load_profile(name)["common"]
-        plan = AnalysisPlan.from_profile(c["analysis"], c["tracks"])
+        plan = analysis_plan(c)
         for track, spec in c["tracks"].items():
             assert plan.metric(track) == spec["metric"] and plan.margin(track) > 0 and plan.delta(track) > 0
-        assert plan.primary_budget in c["budgets"]
+        assert plan.primary_budget == c["design"]["primary"]["fraction"]
+        assert plan.plateau_arm == c["design"]["primary"]["arm"]
     with pytest.raises(ValueError, match="unknown key"):
         AnalysisPlan.from_profile({"alfa": 0.05})
     with pytest.raises(ValueError, match="no value for track 'x'"):
@@ -187,12 +190,14 @@ def test_plan_from_profiles_and_errors():
 
 
 def test_methods_chapter_holds_the_generated_rules_table():
+    from effalign.design import analysis_plan
+
     prof = load_profile("default")
-    plan = AnalysisPlan.from_profile(prof["common"]["analysis"], prof["common"]["tracks"])
+    plan = analysis_plan(prof["common"])
     text = (ROOT / "book" / "methods.md").read_text()
     block = re.search(r"<!-- BEGIN rules -->\n(.*?)<!-- END rules -->", text, re.S)
     assert block, "book/methods.md lacks the generated rules section"
-    assert block.group(1) == findings.rules_markdown(plan, list(prof["common"]["tracks"])), \
+    assert block.group(1) == findings.rules_markdown(plan, list(prof["common"]["tracks"]), source="`common.design`"), \
         "book/methods.md rules table is out of date: run python benchmarks/report.py"
 
 
@@ -300,3 +305,64 @@ def test_ranks_only_from_a_bootstrap_over_ten_seeds():
     g = findings.track_findings("t", plan, few, n_boot=0)
     assert g.ranks is None and "3 stored" in g.ranks_note
     assert g.plateau["default"].verdict == "not resolved"  # no scaling runs: said, not raised
+
+
+# ----------------------------------------------------------------------------- the design's pilot rule
+
+
+def _pilot_records(diffs, shift=0.0):
+    return [rec for seed, d in enumerate(diffs) for rec in (
+        record("random", 10, seed, experiment="t_v2", pref_margin=0.1),
+        record("isa", 10, seed, experiment="t_v2", pref_margin=0.1 + shift + d))]
+
+
+def test_paired_t_power_and_seeds():
+    from effalign.design import paired_t_mde, paired_t_power, paired_t_seeds
+
+    # a standardised effect of 1 with 10 pairs: power 0.80 (two-sided 0.05; tabulated 0.803)
+    assert paired_t_power(1.0, 1.0, 10) == pytest.approx(0.803, abs=0.005)
+    n = paired_t_seeds(0.5, 1.0)
+    assert paired_t_power(0.5, 1.0, n) >= 0.8 > paired_t_power(0.5, 1.0, n - 1)
+    assert paired_t_power(paired_t_mde(1.0, 12), 1.0, 12) == pytest.approx(0.8, abs=1e-6)
+    rng = np.random.default_rng(3)
+    sims = rng.normal(0.5, 1.0, (4000, n))
+    t = sims.mean(1) / (sims.std(1, ddof=1) / np.sqrt(n))
+    assert np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1)) == pytest.approx(paired_t_power(0.5, 1.0, n), abs=0.03)
+
+
+def test_pilot_rule_uses_the_variance_of_the_first_seeds_only():
+    from effalign.design import paired_t_seeds, seeds_needed
+
+    diffs = [0.01, -0.02, 0.03, -0.01, 0.5, 0.6]  # seeds 4 and 5 lie outside the pilot
+    kw = dict(track="t", metric="pref_margin", sampler="isa", baseline="random", fraction=0.1, effect=0.02,
+              pilot_seeds=4, min_seeds=5, seeds=40)
+    rule = seeds_needed(_pilot_records(diffs), **kw)
+    sd = float(np.std(diffs[:4], ddof=1))
+    assert rule.sd == pytest.approx(sd) and rule.needed == paired_t_seeds(0.02, sd)
+    assert rule.seeds == min(max(rule.needed, 5), 40) and "seeds" in rule.sentence()
+    shifted = seeds_needed(_pilot_records(diffs, shift=0.3), **kw)
+    assert (shifted.sd, shifted.seeds) == pytest.approx((rule.sd, rule.seeds)), "the contrast itself is never used"
+    assert seeds_needed(_pilot_records(diffs), **{**kw, "seeds": 8}).seeds == 8
+    assert seeds_needed(_pilot_records([0.0] * 4), **kw).seeds == 5
+    early = seeds_needed(_pilot_records(diffs[:3]), **kw)
+    assert early.seeds is None and "3 of the 4 pilot seeds" in early.sentence()
+
+
+def test_variance_components_split_run_and_item_noise():
+    from effalign.design import variance_components
+
+    ids = item_ids(40)
+    rng = np.random.default_rng(1)
+    recs = []
+    for seed in range(6):
+        run_effect = {"random": rng.normal(0, 0.05), "isa": rng.normal(0, 0.05)}
+        for label in ("random", "isa"):
+            margins = run_effect[label] + rng.normal(0, 0.5, len(ids))
+            items = {"pairs": {"id": ids, "cluster": ids, "margin": margins.round(4).tolist(),
+                               "correct": (margins > 0).astype(float).tolist()}}
+            recs.append(record(label, 10, seed, experiment="t_v2", pref_margin=float(margins.mean()), items=items))
+    vc = variance_components(recs, "pref_margin", sampler="isa", baseline="random", fraction=0.1)
+    assert vc["items"] == 40 and vc["item_sd"] == pytest.approx(0.5, rel=0.15)
+    assert vc["item_se"] == pytest.approx(0.5 / np.sqrt(40), rel=0.2)
+    assert vc["pairs"] == 6 and np.isfinite(vc["diff_sd"]) and np.isfinite(vc["diff_item_se"])
+    assert vc["run_sd"] == pytest.approx(np.sqrt(0.05**2 + 0.5**2 / 40), rel=0.6)

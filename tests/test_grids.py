@@ -94,3 +94,101 @@ def test_make_grid_overrides_and_errors():
     with pytest.raises(ValueError, match="exactly one"):
         grids.make_grid("hh", "x", track, model="m", seeds=[0], train={})
     assert grids.ablation_samplers([{"dim": 4}]) == ["random", "isa", {"name": "isa", "params": {"dim": 4}}]
+
+
+# ----------------------------------------------------------------------------- the design path
+
+
+def _design_profile(tmp_path):
+    prof = _profile(tmp_path)
+    c = prof["common"]
+    for legacy in ("scaling_seeds", "scaling_fractions", "samplers", "budgets", "ablation", "ablation_budget"):
+        c.pop(legacy)
+    c["tracks"]["t"]["arms"] = {"equal_steps": {"budget": "steps", "max_steps": 3},
+                                "fixed_epochs": {"budget": "epochs", "epochs": 1}}
+    c["design"] = {
+        "experiment": "{track}_v2",
+        "primary": {"sampler": "isa", "baseline": "random", "fraction": 0.25, "arm": "equal_steps", "seeds": 4,
+                    "pilot_seeds": 2, "min_seeds": 3, "effect": {"t": 0.05}, "alpha": 0.05, "power": 0.8},
+        "secondary": {"multiplicity": "holm", "equivalence_margin": {"t": 0.05}},
+        "grids": {"full_pool": {"samplers": ["random"], "fractions": [1.0], "arm": "equal_steps", "seeds": 3},
+                  "samplers": {"samplers": ["kcenter"], "fractions": [0.25], "arm": "equal_steps", "seeds": 2},
+                  "scaling_steps": {"samplers": ["random"], "fractions": [0.1, 0.5], "arm": "equal_steps", "seeds": 2},
+                  "scaling_epochs": {"samplers": ["random"], "fractions": [0.5, 1.0], "arm": "fixed_epochs", "seeds": 2}}}
+    c["analysis"] = {}
+    c["gpu_dpo"]["cpu"] = {"design": True}
+    return prof
+
+
+def _store_design_runs(built, store, skip=()):
+    """A record for every spec of the design's grids except the (grid, seed) pairs in ``skip``: accuracy
+    0.6 + 0.1 · log(n) / log(pool), ISA 0.04 ahead, the fixed-epoch arm 0.02 behind, small seed noise."""
+    import math
+
+    from effalign.runs import make_record
+
+    rng = __import__("numpy").random.default_rng(0)
+    for name, grid in built.items():
+        for spec in expand_grid(grid):
+            if (name.split("_", 1)[1], spec.seed) in skip or spec.key in {r["key"] for r in store.records(spec.experiment)}:
+                continue
+            n = spec.budget or 24
+            y = 0.6 + 0.1 * math.log(n) / math.log(24) + (0.04 if spec.sampler == "isa" else 0.0) \
+                - (0.02 if grid["arm"] == "fixed_epochs" else 0.0) + rng.normal(0, 0.005)
+            store.append(make_record(spec, {"n_train": n, "pool_size": 24, "fraction": n / 24, "pref_accuracy": y,
+                                            "wall_s": float(n), "select_s": 0.5, "tokens": 100 * n},
+                                     "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:10+00:00", 10.0))
+
+
+def test_design_profiles_give_the_design_grids_and_its_analysis(tmp_path):
+    from effalign.design import analysis_plan, design_grids
+
+    prof = _design_profile(tmp_path)
+    built = grids.notebook_grids(prof, device="cpu")
+    assert list(built) == list(design_grids(prof)) and list(built)[0] == "t_primary"
+    assert built["t_scaling_epochs"]["train"] == {"epochs": 1, "budget": "epochs"}
+    plan = analysis_plan(prof["common"])
+    assert (plan.primary_budget, plan.plateau_arm, plan.effect_of("t"), plan.margin("t"), plan.delta("t")) == \
+        (0.25, "equal_steps", 0.05, 0.05, 0.05)
+    prof["common"]["analysis"] = {"alpha": 0.1}
+    with pytest.raises(ValueError, match="repeats"):
+        analysis_plan(prof["common"])
+    prof["common"]["analysis"] = {}
+    design_keys = {s.key for g in built.values() for s in expand_grid(g)}
+    pair = grids.gpu_dpo_grids(prof["common"]["gpu_dpo"], prof["common"]["tracks"], train=prof["common"]["train"],
+                               device="cpu", design=prof["common"]["design"], model="tiny-random")
+    pair_specs = [s for g in pair for s in expand_grid(g)]
+    assert [s.sampler for s in pair_specs] == ["full", "isa"] and {s.key for s in pair_specs} <= design_keys
+
+
+def test_design_findings_on_partial_records_say_what_is_missing(tmp_path):
+    from effalign import findings
+    from effalign.notebook import missing_cells, missing_statements, profile_findings, profile_runs
+
+    prof = _design_profile(tmp_path)
+    built = grids.notebook_grids(prof, device="cpu")
+    store = ResultStore(tmp_path / "store")
+    _store_design_runs(built, store, skip={("full_pool", 2), ("scaling_epochs", 0), ("scaling_epochs", 1)})
+    cells = missing_cells(built, store)
+    lacking = cells[cells["stored"] < cells["runs"]]
+    assert set(lacking["grid"]) == {"t_full_pool", "t_scaling_epochs"}
+    assert lacking.set_index("grid").loc["t_full_pool", "missing"] == "2"
+    text = " ".join(missing_statements(cells))
+    assert "Missing in t_full_pool: full on whole pool: seeds 2" in text
+    runs = profile_runs(prof, store)
+    plan, result = profile_findings(prof, store, n_boot=0, runs=runs)
+    f = result["t"]
+    assert set(f.plateau) == {"equal_steps", "fixed_epochs"} and f.plateau_arm == "equal_steps"
+    # the equal-steps plateau pairs the whole pool (seeds 0, 1 stored) with scaling_steps' half (seeds 0, 1)
+    assert f.plateau["equal_steps"].estimate.n_seeds == 2
+    assert "no runs of the fixed_epochs arm" in f.plateau["fixed_epochs"].sentence()
+    assert "not resolved" in f.data_or_compute()
+    assert f.sampler.estimate.n_seeds == 4 and f.sampler.estimate.value == pytest.approx(0.04, abs=0.02)
+    assert f.subset.estimate.n_seeds == 2 and not f.subset.caveats  # equal steps: no compute caveat
+    assert list(f.secondary["label"]) == ["kcenter", "isa"] or set(f.secondary["label"]) == {"kcenter", "isa"}
+    assert f.pilot is not None and 3 <= f.pilot.seeds <= 4 and f.pilot.stored_pilot_seeds == 2
+    sel = findings.selector_frame(f, runs["t"])
+    assert list(sel["label"]) == ["random", "isa", "kcenter", "full"]
+    assert sel.set_index("label").loc["full", "compute vs whole pool"] == pytest.approx(1.0)
+    assert all(f"rule {r}" in s for r, s in zip("PES", findings.claim_statements(f)))
+    assert "Stored runs" in findings.closing_statements(result, runs)[0]

@@ -156,7 +156,10 @@ def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> flo
         return math.nan if n < 2 else 1.0
     df, nc = n - 1, effect / (sd / math.sqrt(n))
     crit = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    power = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    if not math.isfinite(power):  # scipy's noncentral t fails far in the tail: the normal approximation
+        power = float(stats.norm.sf(crit - abs(nc)) + stats.norm.cdf(-crit - abs(nc)))
+    return min(power, 1.0)
 
 
 def paired_t_seeds(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8, max_seeds: int = 10_000) -> int | None:
