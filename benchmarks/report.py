@@ -5,9 +5,12 @@
 - ``<!-- BEGIN gpu -->`` … ``<!-- END gpu -->``: the GPU benchmark and the paper profile's GPU time;
 - ``<!-- BEGIN headline -->`` … ``<!-- END headline -->``: the default profile's grids (the
   findings chapter's claims table and verdicts, from the same functions: effalign.notebook.profile_runs,
-  effalign.findings.track_findings / headline_frame / means_frame / claim_statements);
+  effalign.notebook.profile_findings, effalign.findings.headline_frame / means_frame / claim_statements /
+  closing_statements, effalign.notebook.missing_statements);
 - in ``book/methods.md``, ``<!-- BEGIN rules -->`` … ``<!-- END rules -->``: the verdict rules
-  (effalign.verdicts.rules_markdown) with the default profile's values.
+  (effalign.verdicts.rules_markdown) with the default profile's values, and ``<!-- BEGIN design -->`` …
+  ``<!-- END design -->``: the design's grids and arms, the pilot rule, the variance components and the
+  MDE, computed from the stored records (effalign.design).
 
 Usage: python benchmarks/report.py [--check]   (--check: exit 1 if a generated section is out of date)
 """
@@ -131,28 +134,30 @@ def _markdown(frame) -> str:
 
 def _plan(profile: str):
     from effalign.book import load_profile
-    from effalign.findings import AnalysisPlan
+    from effalign.design import analysis_plan
 
     prof = load_profile(profile, ROOT)
-    return prof, AnalysisPlan.from_profile(prof["common"].get("analysis"), prof["common"]["tracks"])
+    return prof, analysis_plan(prof["common"])
 
 
 def headline_section(profile: str = "default") -> str:
-    from effalign import findings, grids, notebook, tables
+    from effalign import findings, notebook, tables
 
-    prof, plan = _plan(profile)
+    prof, _ = _plan(profile)
     runs = notebook.profile_runs(prof, ROOT / "results", root=ROOT)
-    every = {k: s for r in runs.values() for k, s in zip(r.all().get("key", []), r.all().get("seconds", []))}
+    every = {r["key"]: r for tr in runs.values() for r in tr.records}
     if not every:
-        return f"_No runs of the `{profile}` profile are stored yet: `make experiments`._\n"
-    equal = grids.equal_compute_arms(prof["common"].get("scaling_arms"))
-    result = {name: findings.track_findings(name, plan, r, n_boot=200, equal_compute=equal) for name, r in runs.items()}
+        return f"_No runs of the `{profile}` profile's design are stored yet: `make experiments`._\n"
+    plan, result = notebook.profile_findings(prof, ROOT / "results", n_boot=200, root=ROOT, runs=runs)
+    seconds = sum(float((r.get("timings") or {}).get("seconds", 0.0)) for r in every.values())
     claims = findings.headline_frame(result).rename(columns={"estimate": "contrast estimate", "lo": "95% lo",
                                                              "hi": "95% hi", "mde": "MDE"})
     claims = tables.format_frame(claims.drop(columns=["smallest margin shown"]), {"contrast estimate": "signed",
                                  "95% lo": "signed", "95% hi": "signed", "seeds": "int"})
-    lines = [f"From the {len(every)} stored runs of the `{profile}` profile ({sum(every.values()) / 3600:.1f} hours of "
-             "run time in all: selection, training and evaluation). Each claim is judged by the rule the profile fixed "
+    grids = notebook.missing_cells(__import__("effalign.grids", fromlist=["x"]).notebook_grids(prof, "cpu"),
+                                   ROOT / "results")
+    lines = [f"From the {len(every)} stored runs of the `{profile}` profile's design ({seconds / 3600:.1f} hours of "
+             "run time in all: selection, training and evaluation). Each claim is judged by the rule the design fixed "
              "before the grids ran (`book/methods.md`): the contrast with its 95% t interval over seeds (per item and "
              "prompt when the records hold per-item outcomes), p (two one-sided tests against the margin for rules P "
              f"and E, the paired t-test for rule S), the margin, the minimum detectable effect (MDE) at {plan.power:.0%} "
@@ -162,6 +167,8 @@ def headline_section(profile: str = "default") -> str:
         fits = [o.verdict() for o in f.scaling.values()]
         gains = [s["sentence"] for s in f.saturation.values()]
         lines += [f"**{name}**: " + " ".join(findings.claim_statements(f) + fits + gains), ""]
+    lines += ["**Closing note**: " + " ".join(findings.closing_statements(result, runs)), "",
+              "**Still missing**: " + " ".join(notebook.missing_statements(grids)), ""]
     return "\n".join(lines)
 
 
@@ -169,7 +176,38 @@ def rules_section(profile: str = "default") -> str:
     from effalign.findings import rules_markdown
 
     prof, plan = _plan(profile)
-    return rules_markdown(plan, list(prof["common"]["tracks"]))
+    source = "`common.design`" if prof["common"].get("design") else "`common.analysis`"
+    return rules_markdown(plan, list(prof["common"]["tracks"]), source=source)
+
+
+def design_section(profile: str = "default") -> str:
+    """The design's grids and arms, the pilot rule, the variance components and the MDE (book/methods.md)."""
+    from effalign import design, notebook, tables
+
+    prof, plan = _plan(profile)
+    c = prof["common"]
+    built = design.design_grids(prof)
+    rows = ["| grid | track | arm | samplers | shares of the pool | seeds |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, g in built.items():
+        samplers = ", ".join(s if isinstance(s, str) else f"{s['name']} {s.get('params', {})}" for s in g["samplers"])
+        rows.append(f"| {name} | {g['track']} | {g['arm']} | {samplers} | "
+                    f"{', '.join(f'{f:.0%}' for f in g['fractions'])} | {len(g['seeds'])} |")
+    arms = ["| track | arm | training budget |", "| --- | --- | --- |"]
+    for track, t in c["tracks"].items():
+        for arm, o in (t.get("arms") or {}).items():
+            arms.append(f"| {track} | {arm} | " + ", ".join(f"{k} {v}" for k, v in o.items()) + " |")
+    runs = notebook.profile_runs(prof, ROOT / "results", root=ROOT)
+    rules = [design.pilot_rule(c, name, r.primary_records()).sentence() for name, r in runs.items()]
+    var = design.variance_frame(c, {name: r.primary_records() for name, r in runs.items()})
+    return "\n".join([f"The grids of the `{profile}` profile's design (`effalign.design.design_grids`, in the order they "
+                      "run):", "", *rows, "", "Its training arms:", "", *arms, "",
+                      "The internal pilot rule (`effalign.design.seeds_needed`), from the stored records:", "",
+                      *[f"- {s}" for s in rules], "",
+                      "Variance components of each track's primary metric in the primary arm's stored runs "
+                      "(`effalign.design.variance_frame`: run-to-run SD across seeds, the SD of one evaluation item "
+                      "and the item-sampling SE of one run, the SD of the paired difference and its item SE) and the "
+                      f"design's minimum detectable effect at {plan.power:.0%} power:", "",
+                      _markdown(tables.format_frame(var)), ""])
 
 
 def gpu_section(profile: str = "paper") -> str:
@@ -220,8 +258,9 @@ def main() -> int:
     new_readme = replace_section(replace_section(old[readme], "perf", perf_section()), "runs", runs_section())
     new_readme = replace_section(new_readme, "testbed", testbed_section())
     new_readme = replace_section(new_readme, "gpu", gpu_section())
+    new_methods = replace_section(old[methods], "rules", rules_section(), "book/methods.md")
     new = {readme: replace_section(new_readme, "headline", headline_section()),
-           methods: replace_section(old[methods], "rules", rules_section(), "book/methods.md")}
+           methods: replace_section(new_methods, "design", design_section(), "book/methods.md")}
     stale = [path.relative_to(ROOT).as_posix() for path in new if new[path] != old[path]]
     if args.check:
         if stale:

@@ -209,10 +209,12 @@ def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.Data
     """Per grid and cell (sampler and subset size): the seeds stored and the seeds still missing, so a
     chapter says exactly which runs it lacks. Columns ``grid``, ``arm``, ``sampler``, ``pairs`` (None:
     the whole pool), ``stored``, ``missing`` (e.g. ``"4–15"``), ``runs``."""
-    rows = []
+    rows, every, absent_all = [], set(), set()
     for name, grid in grids.items():
         specs = expand_grid(grid)
         absent = {s.key for s in missing_specs(specs, store)}
+        every |= {s.key for s in specs}
+        absent_all |= absent
         cells: dict[tuple[str, Any], dict[str, list[int]]] = {}
         for s in specs:
             label = s.sampler if not s.sampler_params else f"{s.sampler} {dict(s.sampler_params)}"
@@ -222,18 +224,21 @@ def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.Data
             rows.append({"grid": name, "arm": grid.get("arm", ""), "sampler": label,
                          "pairs": "whole pool" if budget is None else int(budget), "runs": sum(map(len, seeds.values())),
                          "stored": len(seeds["stored"]), "missing": _ranges(seeds["missing"])})
-    return pd.DataFrame(rows, columns=["grid", "arm", "sampler", "pairs", "runs", "stored", "missing"])
+    out = pd.DataFrame(rows, columns=["grid", "arm", "sampler", "pairs", "runs", "stored", "missing"])
+    out.attrs["distinct"] = (len(every) - len(absent_all), len(every))  # grids may share runs: count each once
+    return out
 
 
 def missing_statements(cells: pd.DataFrame) -> list[str]:
     """Sentences on what the store lacks: one per grid with missing seeds (or that nothing is missing)."""
     if cells.empty:
         return ["No grid is defined."]
+    stored, total = cells.attrs.get("distinct", (int(cells["stored"].sum()), int(cells["runs"].sum())))
     lacking = cells[cells["stored"] < cells["runs"]]
     if lacking.empty:
-        return [f"All {int(cells['runs'].sum())} runs of the {cells['grid'].nunique()} grids are stored."]
-    out = [f"{int(cells['stored'].sum())} of {int(cells['runs'].sum())} runs are stored; the statements below use "
-           "those and name what they lack."]
+        return [f"All {total} distinct runs of the {cells['grid'].nunique()} grids are stored."]
+    out = [f"{stored} of the {total} distinct runs of the {cells['grid'].nunique()} grids are stored; the statements "
+           "below use those and name what they lack."]
     for grid, g in lacking.groupby("grid", sort=False):
         parts = [f"{r['sampler']} on {r['pairs']}{'' if r['pairs'] == 'whole pool' else ' pairs'}: seeds {r['missing']}"
                  for _, r in g.iterrows()]
