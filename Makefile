@@ -43,10 +43,11 @@ endif
 	$(PY) scripts/check_book.py
 
 # Train every grid cell of a profile that the run store lacks (hours on a CPU for `default`;
-# resumable: stored runs are never recomputed). `make book` afterwards renders them.
+# resumable: stored runs are never recomputed). `make book` afterwards renders them. A profile with a
+# design exports its design grids (effalign.design.design_grids), run in the design's order, primary first.
 experiments: $(STAMP)
-	$(PY) -c "from effalign.grids import export_grids; export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)')"
-	$(PY) -m effalign run $$(for g in _build/grids/$(PROFILE)/*.yaml; do printf -- '--grid %s ' $$g; done) --store $(EXPERIMENTS)
+	rm -rf _build/grids/$(PROFILE)
+	$(PY) -m effalign run $$($(PY) -c "from effalign.grids import export_grids; print(' '.join('--grid ' + str(p) for p in export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)')))") --store $(EXPERIMENTS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py

@@ -131,7 +131,7 @@ def test_reader_facing_outputs_are_clean_and_stamped(executed, name):
 def test_runs_went_to_the_throwaway_store(executed):
     tmp, _ = executed
     files = {p.stem for p in (tmp / "store").glob("*.jsonl")}
-    assert files == {"testbed_subsets", "hh_subsets", "gpu_dpo"}
+    assert files == {"testbed_smoke", "hh_smoke"}  # the smoke design's experiments (gpu_dpo.cpu reads them)
 
 
 def test_findings_are_computed(executed):
