@@ -141,7 +141,7 @@ def _plan(profile: str):
 
 
 def headline_section(profile: str = "default") -> str:
-    from effalign import findings, notebook, tables
+    from effalign import findings, grids, notebook, tables
 
     prof, _ = _plan(profile)
     runs = notebook.profile_runs(prof, ROOT / "results", root=ROOT)
@@ -154,8 +154,7 @@ def headline_section(profile: str = "default") -> str:
                                                              "hi": "95% hi", "mde": "MDE"})
     claims = tables.format_frame(claims.drop(columns=["smallest margin shown"]), {"contrast estimate": "signed",
                                  "95% lo": "signed", "95% hi": "signed", "seeds": "int"})
-    grids = notebook.missing_cells(__import__("effalign.grids", fromlist=["x"]).notebook_grids(prof, "cpu"),
-                                   ROOT / "results")
+    cells = notebook.missing_cells(grids.notebook_grids(prof, "cpu"), ROOT / "results")
     lines = [f"From the {len(every)} stored runs of the `{profile}` profile's design ({seconds / 3600:.1f} hours of "
              "run time in all: selection, training and evaluation). Each claim is judged by the rule the design fixed "
              "before the grids ran (`book/methods.md`): the contrast with its 95% t interval over seeds (per item and "
@@ -168,7 +167,7 @@ def headline_section(profile: str = "default") -> str:
         gains = [s["sentence"] for s in f.saturation.values()]
         lines += [f"**{name}**: " + " ".join(findings.claim_statements(f) + fits + gains), ""]
     lines += ["**Closing note**: " + " ".join(findings.closing_statements(result, runs)), "",
-              "**Still missing**: " + " ".join(notebook.missing_statements(grids)), ""]
+              "**Still missing**: " + " ".join(notebook.missing_statements(cells)), ""]
     return "\n".join(lines)
 
 
