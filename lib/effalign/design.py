@@ -318,6 +318,7 @@ def variance_frame(common: Mapping[str, Any], records_by_track: Mapping[str, Seq
     (:func:`variance_components`), the pilot rule's seeds and the design's MDE at those seeds and at
     the stored primary seeds. ``records_by_track``: the primary arm's records of each track."""
     p, plan = primary_of(common["design"]), analysis_plan(common)
+    pair = f"{p['sampler']} vs {p['baseline']}"
     rows = []
     for track, recs in records_by_track.items():
         metric = plan.metric(track)
@@ -325,8 +326,8 @@ def variance_frame(common: Mapping[str, Any], records_by_track: Mapping[str, Seq
         rule = pilot_rule(common, track, [r for r in recs if r["spec"]["seed"] < int(p["pilot_seeds"])])
         rows.append({"track": track, "metric": metric, "runs": vc["runs"], "items per run": vc["items"],
                      "run-to-run SD": vc["run_sd"], "item SD": vc["item_sd"], "item SE of a run": vc["item_se"],
-                     "paired seeds": vc["pairs"], "SD of the paired difference": vc["diff_sd"],
-                     "item SE of a difference": vc["diff_item_se"], "effect of interest": plan.effect_of(track),
+                     "paired seeds": vc["pairs"], f"SD of {pair} per seed": vc["diff_sd"],
+                     f"item SE of {pair}": vc["diff_item_se"], "effect of interest": plan.effect_of(track),
                      "pilot seeds": rule.stored_pilot_seeds, "seeds (pilot rule)": rule.seeds,
                      "MDE at those seeds": rule.mde,
                      "MDE at the stored seeds": paired_t_mde(vc["diff_sd"], vc["pairs"], plan.alpha, plan.power)})
