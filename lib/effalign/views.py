@@ -1,5 +1,5 @@
-"""Reader-facing views for chapters 01 and 04: readable example pairs, computed notes on what a
-chapter's runs are, a note on negative KL estimates, and the cost table in readable units.
+"""Reader-facing views: readable example pairs, computed notes on what a chapter's runs are, a note on
+negative KL estimates, and tables that fit a page with formatted numbers (:func:`effalign.tables.fmt`).
 
 - :func:`example_pairs`: preference pairs of several selections as stacked, wrapped text blocks
   (prompt, chosen, rejected), optionally folded behind a content note (an HTML display object
@@ -9,7 +9,15 @@ chapter's runs are, a note on negative KL estimates, and the cost table in reada
 - :func:`loss_statements`: how far each run's smoothed training loss fell, against the step-to-step noise;
 - :func:`kl_statements`: why a KL estimate below zero appears, and which runs it concerns;
 - :func:`cost_view`: the cost table (:func:`effalign.tables.cost_table`) with units in the
-  column names and numbers without scientific notation.
+  column names and numbers without scientific notation;
+- :func:`reader_table` and the tables built on it: :func:`size_means_view`, :func:`fit_view`,
+  :func:`gains_view` (scaling), :func:`metrics_view`, :func:`paired_view` (samplers),
+  :func:`headline_view` (the claims): no row index, a group shown once, readers' column names,
+  intervals on one line (:func:`interval_text`, :func:`mean_interval_text`), constant columns
+  moved into the caption;
+- :func:`sampler_statements`, :func:`ablation_statements`: the samplers and ISA variants a profile
+  runs, in words, computed from its parameters; :func:`exercise_cost`: how long an exercise that
+  trains new runs takes, from the stored runs like them.
 """
 
 from __future__ import annotations
@@ -19,22 +27,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Examples", "cost_view", "example_pairs", "kl_statements", "larger_run_statements", "loss_statements",
-           "significant"]
+from .tables import fmt
 
-
-def significant(x: Any, digits: int = 3) -> str:
-    """``x`` with ``digits`` significant digits, thousands separators and no scientific notation
-    ("—" when undefined)."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "—"
-    x = float(x)
-    if x == 0:
-        return "0"
-    if x.is_integer() and abs(x) >= 10 ** (digits - 1):
-        return f"{x:,.0f}"
-    decimals = max(digits - 1 - math.floor(math.log10(abs(x))), 0)
-    return f"{round(x, decimals):,.{decimals}f}"
+__all__ = ["Examples", "ablation_statements", "arm_labels", "cost_view", "exercise_cost", "example_pairs", "fit_view", "gains_view", "headline_view",
+           "interval_text", "isa_defaults", "kl_statements", "larger_run_statements", "loss_statements",
+           "mean_interval_text", "metrics_view", "paired_view", "reader_table", "sampler_statements", "size_means_view"]
 
 
 def _clip(text: str, limit: int) -> str:
@@ -92,7 +89,7 @@ def example_pairs(pool: Sequence[Any], selections: Mapping[str, Sequence[int]], 
             detail = ""
             if sampler is not None and getattr(sampler, "scores_", None) is not None:
                 detail = (f"mixture component {int(sampler.labels_[int(i)])}, "
-                          f"{getattr(sampler, 'score', 'score')} {significant(sampler.scores_[int(i)])}")
+                          f"{getattr(sampler, 'score', 'score')} {fmt(sampler.scores_[int(i)], 'sig')}")
             blocks.append({"group": group, "heading": f"{name}, pair {j + 1} of {min(k, len(idx))}", "detail": detail,
                            "parts": [("prompt", _clip(pair.prompt_text, limit)),
                                      ("chosen response", _clip(pair.chosen_text, limit)),
@@ -172,9 +169,9 @@ def loss_statements(curves: Any, span: int = 10) -> list[str]:
         change = smooth[-1] - smooth[0]
         verb = "fell" if change < 0 else "rose"
         name = label if curves["seed"].nunique() == 1 else f"{label}, seed {seed}"
-        out.append(f"{name}: over {loss.size} steps the moving average {verb} from {significant(smooth[0])} to "
-                   f"{significant(smooth[-1])} nats ({significant(abs(change))}), while single steps scatter "
-                   f"around it with a standard deviation of {significant(noise)} nats.")
+        out.append(f"{name}: over {loss.size} steps the moving average {verb} from {fmt(smooth[0], 'sig')} to "
+                   f"{fmt(smooth[-1], 'sig')} nats ({fmt(abs(change), 'sig')}), while single steps scatter "
+                   f"around it with a standard deviation of {fmt(noise, 'sig')} nats.")
     return out
 
 
@@ -188,7 +185,7 @@ def kl_statements(records: Sequence[Mapping[str, Any]], metric: str = "gen_kl") 
     if not negative:
         return []
     labels = ", ".join(f"{sampler_label(r['spec']['sampler'], r['spec'].get('sampler_params'))} "
-                       f"({significant(r['metrics'][metric])} nats)" for r in negative)
+                       f"({fmt(r['metrics'][metric], 'sig')} nats)" for r in negative)
     exact = [r for r in negative if "gen_kl_samples" in (r.get("metrics") or {})]
     out = [f"A KL divergence is never negative, yet the estimate is below zero for {labels}. These records "
            "estimate KL(policy ‖ reference) by the mean of log π(y|x) − log π_ref(y|x) over responses y "
@@ -204,14 +201,14 @@ def kl_statements(records: Sequence[Mapping[str, Any]], metric: str = "gen_kl") 
 #: cost_table columns shown to readers: (column, header with unit, formatter)
 _COST_COLUMNS = (
     ("label", "run", str),
-    ("n_train", "pairs", lambda v: significant(v, 1)),
+    ("n_train", "pairs", lambda v: fmt(v, "sig", 1)),
     ("device_name", "device", str),
-    ("run_s", "whole run (s)", significant),
-    ("train_s", "training (s)", significant),
-    ("device_hours", "device-hours (h)", significant),
-    ("tokens", "training tokens", lambda v: significant(v, 1)),
-    ("tokens_per_s", "tokens/s", significant),
-    ("peak_gib", "peak memory (GiB)", significant),
+    ("run_s", "whole run (s)", lambda v: fmt(v, "sig")),
+    ("train_s", "training (s)", lambda v: fmt(v, "sig")),
+    ("device_hours", "device-hours (h)", lambda v: fmt(v, "sig")),
+    ("tokens", "training tokens", lambda v: fmt(v, "sig", 1)),
+    ("tokens_per_s", "tokens/s", lambda v: fmt(v, "sig")),
+    ("peak_gib", "peak memory (GiB)", lambda v: fmt(v, "sig")),
 )
 
 
@@ -225,3 +222,324 @@ def cost_view(cost: Any) -> Any:
     skip = {"device_name"} if cost["device_name"].nunique() <= 1 else set()
     data = {header: [fmt(v) for v in cost[col]] for col, header, fmt in _COST_COLUMNS if col in cost and col not in skip}
     return pd.DataFrame(data).style.hide(axis="index")
+
+
+# ----------------------------------------------------------------------------- reader tables (chapters 02, 03, 05)
+
+NBSP = "\u00a0"
+
+
+def interval_text(lo: Any, hi: Any, style: str = "num") -> str:
+    """``[lo, hi]`` that never breaks across lines ("—" when either end is undefined)."""
+    a, b = fmt(lo, style), fmt(hi, style)
+    return "—" if "—" in (a, b) else f"[{a},{NBSP}{b}]"
+
+
+def mean_interval_text(mean: Any, lo: Any, hi: Any) -> str:
+    """``mean ± h`` when the interval is symmetric about the mean (t intervals), else ``mean [lo, hi]``;
+    the mean alone without an interval. One line: the parts are joined by non-breaking spaces."""
+    import numpy as np
+
+    m = fmt(mean)
+    if m == "—" or not (np.isfinite(lo) and np.isfinite(hi)):
+        return m
+    half = (float(hi) - float(lo)) / 2
+    if abs(float(mean)) < 1e-3 <= half:  # no more digits than the interval carries
+        m = fmt(round(float(mean), 3) + 0.0)
+    if math.isclose(float(mean), float(lo) + half, rel_tol=1e-6, abs_tol=1e-9):
+        return f"{m}{NBSP}±{NBSP}{fmt(half)}"
+    return f"{m}{NBSP}{interval_text(lo, hi)}"
+
+
+def reader_table(frame: Any, *, group: Sequence[str] = (), wrap: Sequence[str] = (), text: Sequence[str] = (),
+                 caption: str | None = None) -> Any:
+    """A table of already formatted cells for readers: no row index, the ``group`` columns shown only
+    where their value changes, every column on one line except the ``wrap`` columns (text that may
+    break: notes, names), numbers right-aligned and text (``group``, ``wrap``, ``text`` columns)
+    left-aligned, and an optional caption above. Returns a pandas Styler (HTML in the book)."""
+    out = frame.reset_index(drop=True).copy()
+    for col in group:
+        if col in out:
+            values = out[col].astype(str)
+            out[col] = values.where(values != values.shift(), "")
+    out = out.fillna("—")
+    import pandas as pd
+
+    styles = [{"selector": "th", "props": "text-align: left; vertical-align: bottom;"},
+              {"selector": "td", "props": "white-space: nowrap; text-align: right; vertical-align: top;"},
+              {"selector": "td.text", "props": "text-align: left;"},
+              {"selector": "td.wrap", "props": "white-space: normal; min-width: 8em;"},
+              {"selector": "caption", "props": "caption-side: top; text-align: left; padding-bottom: 0.3em;"}]
+    kinds = {c: ("text wrap" if c in wrap else "text" if c in group or c in text else "") for c in out.columns}
+    classes = pd.DataFrame({c: [kinds[c]] * len(out) for c in out.columns}, index=out.index)
+    styler = (out.style.hide(axis="index").set_table_styles(styles).set_td_classes(classes)
+              .set_table_attributes('class="dataframe reader-table"'))
+    return styler.set_caption(caption) if caption else styler
+
+
+def _budget(fraction: Any, pairs: Any = None) -> str:
+    share = fmt(fraction, "pct")
+    return share if pairs is None or not math.isfinite(float(pairs)) else f"{share} ({fmt(pairs, 'int')})"
+
+
+def _constant(frame: Any, column: str) -> Any:
+    """The value of ``column`` when it is the same in every row, else None."""
+    values = frame[column].dropna().unique() if column in frame else []
+    return values[0] if len(values) == 1 else None
+
+
+def size_means_view(summaries: Mapping[str, tuple[str, Any]], *, level: float = 0.95) -> Any:
+    """Per track (or track and arm): the mean of its metric at each subset size with the t interval
+    over seeds. ``summaries``: label -> (metric, :func:`effalign.tables.summarize` by ``n_train``)."""
+    import pandas as pd
+
+    from .plots import metric_name
+
+    rows = [{"track": label, "metric": metric_name(metric), "pairs": fmt(r["n_train"], "int"),
+             "share of pool": fmt(r["fraction"], "pct"), "seeds": fmt(r["n"], "int"), "mean": fmt(r["mean"]),
+             f"{level:.0%} interval": interval_text(r["lo"], r["hi"])}
+            for label, (metric, s) in summaries.items() for _, r in s.iterrows()]
+    frame = pd.DataFrame(rows)
+    seeds = _constant(frame, "seeds")
+    caption = f"Mean over {seeds} seeds per size, with the {level:.0%} t interval." if seeds else None
+    if seeds:
+        frame = frame.drop(columns="seeds")
+    return reader_table(frame, group=["track", "metric"], caption=caption)
+
+
+#: The curve forms of :mod:`effalign.scaling` in words.
+FORM_NAMES = {"exp_plateau": "exponential plateau", "power_law": "saturating power law", "log_law": "logarithmic law",
+              "linear": "straight line", "constant": "constant"}
+
+
+def fit_view(outcomes: Mapping[str, Any], *, level: float = 0.95) -> Any:
+    """The descriptive fits (rule F) of several tracks or arms (label -> :class:`~effalign.findings.ScalingOutcome`):
+    per form its standing (favoured, identified or not), Akaike weight, lack-of-fit p, plateau with
+    its bootstrap interval, n95 (pairs) and the notes in full."""
+    import pandas as pd
+
+    rows = []
+    for label, outcome in outcomes.items():
+        table = outcome.table()
+        if table.empty:
+            rows.append({"track": label, "form": "—", "standing": "no fit", "Akaike weight": "—", "lack-of-fit p": "—",
+                         "plateau": "—", "n95 (pairs)": "—", "note": outcome.reason})
+            continue
+        for form, r in table.iterrows():
+            standing = "favoured" if r["favoured"] else ("identified" if r["identified"] else "not identified")
+            plateau = fmt(r.get("plateau"))
+            if plateau != "—" and interval_text(r.get("a_lo"), r.get("a_hi")) != "—":
+                plateau += " " + interval_text(r.get("a_lo"), r.get("a_hi"))
+            rows.append({"track": label, "form": FORM_NAMES.get(form, form), "standing": standing,
+                         "Akaike weight": fmt(r["akaike_weight"], "p"), "lack-of-fit p": fmt(r.get("fit_p"), "p"),
+                         "plateau": plateau, "n95 (pairs)": fmt(r.get("n95"), "int"), "note": r.get("note") or ""})
+    caption = (f"Plateau: the fitted level with its {level:.0%} bootstrap interval; n95: the pairs at which the form "
+               "reaches 95% of the whole pool's gain over the untrained policy.")
+    return reader_table(pd.DataFrame(rows), group=["track"], wrap=["form", "standing", "plateau", "note"],
+                        caption=caption)
+
+
+def gains_view(saturations: Mapping[str, Mapping[str, Any]], *, level: float = 0.95) -> Any:
+    """Rule G per track (label -> :func:`effalign.findings.saturation`): each size's gain over the
+    untrained policy with its interval."""
+    import pandas as pd
+
+    rows = [{"track": label, "share of pool": fmt(r["fraction"], "pct"), "pairs": fmt(r["n_train"], "int"),
+             "gain": fmt(r["gain"], "signed"), f"{level:.0%} interval": interval_text(r["lo"], r["hi"], "signed"),
+             "seeds": fmt(r["seeds"], "int")}
+            for label, sat in saturations.items() for _, r in sat["gains"].iterrows()]
+    frame = pd.DataFrame(rows, columns=["track", "share of pool", "pairs", "gain", f"{level:.0%} interval", "seeds"])
+    seeds = _constant(frame, "seeds")
+    if seeds:
+        frame = frame.drop(columns="seeds")
+    caption = "Gain: the metric minus the untrained policy's, paired by seed" + (f", {seeds} seeds." if seeds else ".")
+    return reader_table(frame, group=["track"], caption=caption)
+
+
+def metrics_view(frame: Any, metrics: Sequence[str], *, level: float = 0.95, caption: str | None = None) -> Any:
+    """Per sampler and budget of one track: each metric as ``mean ± half-width`` of its t interval
+    over seeds (one column per metric, named for readers)."""
+    import pandas as pd
+
+    from .plots import metric_name
+    from .tables import summarize
+
+    cols: dict[str, list[str]] = {}
+    keys = None
+    for m in metrics:
+        if frame is None or m not in frame:
+            continue
+        s = summarize(frame, m, level=level)
+        s = s.assign(_isa=s["label"] != "isa").sort_values(["fraction", "_isa", "label"])
+        if keys is None:
+            keys = s[["label", "fraction", "n_train", "n"]].reset_index(drop=True)
+        cols[metric_name(m)] = [mean_interval_text(r["mean"], r["lo"], r["hi"]) for _, r in s.iterrows()]
+    if keys is None:
+        return reader_table(pd.DataFrame(columns=["sampler", "budget"]), caption=caption)
+    out = pd.DataFrame({"budget": [_budget(f, n) for f, n in zip(keys["fraction"], keys["n_train"])],
+                        "sampler": keys["label"], "seeds": [fmt(n, "int") for n in keys["n"]], **cols})
+    seeds = _constant(out, "seeds")
+    if seeds:
+        out = out.drop(columns="seeds")
+    note = (f"mean ± half-width of the {level:.0%} t interval over {seeds + ' ' if seeds else ''}seeds; "
+            "budget: share of the pool (pairs)")
+    return reader_table(out, group=["budget"], text=["sampler"],
+                        caption=f"{caption}: {note}" if caption else note[0].upper() + note[1:])
+
+
+def paired_view(diffs: Mapping[str, Any], *, level: float = 0.95, baseline: str = "random") -> Any:
+    """Paired differences (track -> :func:`effalign.tables.paired_differences`): each sampler minus
+    ``baseline`` per budget, with the interval, the p-value (the primary contrast marked and
+    unadjusted; the others Holm-adjusted) and the minimum detectable effect."""
+    import pandas as pd
+
+    rows = []
+    for track, d in diffs.items():
+        d = d.assign(_isa=d["label"] != "isa").sort_values(["fraction", "_isa", "label"])
+        for _, r in d.iterrows():
+            primary = r.get("family") == "primary"
+            rows.append({"track": track, "budget": _budget(r["fraction"], r.get("n_train")),
+                         "sampler": r["label"] + (" (primary)" if primary else ""), "seeds": fmt(r["n_seeds"], "int"),
+                         f"minus {baseline}": fmt(r["mean_diff"], "signed"),
+                         f"{level:.0%} interval": interval_text(r["lo"], r["hi"], "signed"),
+                         "p (Holm)": fmt(r["p_adj"], "p"), "MDE": fmt(r["mde"]), "method": r.get("method", "")})
+    cols = ["track", "budget", "sampler", "seeds", f"minus {baseline}", f"{level:.0%} interval", "p (Holm)", "MDE", "method"]
+    frame = pd.DataFrame(rows, columns=cols)
+    notes = [f"p (Holm): Holm-adjusted over the family; the primary contrast is tested alone, unadjusted. MDE: the "
+             "smallest difference the design detects at the plan's power"]
+    for col, what in (("seeds", "seeds"), ("method", "")):
+        value = _constant(frame, col)
+        if value:
+            frame = frame.drop(columns=col)
+            notes.append(f"{value} {what}".strip())
+    if len(diffs) == 1:
+        frame = frame.drop(columns="track")
+    return reader_table(frame, group=["track", "budget"], wrap=["sampler"], caption="; ".join(notes) + ".")
+
+
+def headline_view(headline: Any, *, level: float = 0.95) -> Any:
+    """The claims' table (:func:`effalign.findings.headline_frame`) for readers: per track and claim
+    the contrast, estimate, interval, p (TOST for rules P and E, the t-test for S), margin, MDE and
+    the verdict."""
+    import pandas as pd
+
+    from .plots import metric_name
+
+    rows = [{"track": f"{r['track']} ({metric_name(r['metric'])})", "claim": f"{r['claim']} (rule {r['rule']}): {r['contrast']}",
+             "estimate": fmt(r["estimate"], "signed"), f"{level:.0%} interval": interval_text(r["lo"], r["hi"], "signed"),
+             "p": fmt(r["p"], "p"), "margin": fmt(r["margin"]), "MDE": fmt(r["mde"]), "seeds": fmt(r["seeds"], "int"),
+             "verdict": r["verdict"]}
+            for _, r in headline.iterrows()] if headline is not None and len(headline) else []
+    frame = pd.DataFrame(rows, columns=["track", "claim", "estimate", f"{level:.0%} interval", "p", "margin", "MDE",
+                                        "seeds", "verdict"])
+    seeds = _constant(frame, "seeds")
+    notes = ["p: two one-sided tests against the margin for rules P and E, the paired t-test for rule S"]
+    if seeds:
+        frame = frame.drop(columns="seeds")
+        notes.append(f"{seeds} seeds each")
+    return reader_table(frame, group=["track"], wrap=["track", "claim", "verdict"], caption="; ".join(notes) + ".")
+
+
+# ----------------------------------------------------------------------------- what a chapter runs, in words
+
+#: What each sampler picks, in a few words (earlier names of renamed samplers included).
+SAMPLER_DESCRIPTIONS = {
+    "random": "a uniform draw",
+    "isa": "our reading of the paper's information-theoretic sampler (mixture surprisal per component)",
+    "kcenter": "a greedy farthest-first coreset on ISA's features (diversity)",
+    "cluster": "k-means with one cluster per pair of the budget, the pair nearest each centroid",
+    "longest": "the longest chosen responses (Zhao et al. 2024)",
+    "ref_margin_low": "the smallest log-probability margin of chosen over rejected under the untrained reference",
+    "ref_margin_high": "the largest log-probability margin of chosen over rejected under the untrained reference",
+    "margin_low": "the smallest log-probability margin of chosen over rejected under the untrained reference "
+                  "(the earlier name of ref_margin_low)",
+    "margin_high": "the largest log-probability margin of chosen over rejected under the untrained reference "
+                   "(the earlier name of ref_margin_high)",
+    "difficulty": "the smallest implicit-reward gap of a DPO model trained on a disjoint part of the pool "
+                  "(Qi et al. 2025)",
+}
+
+#: ISA's settings in words (:class:`effalign.samplers.ISASampler`).
+ISA_SETTINGS = {
+    "score": "the score ISA ranks pairs by",
+    "n_components": "the number of mixture components",
+    "dim": "the PCA dimension of the features",
+    "temperature": "the temperature of the Gumbel-top-k draw (standard deviations; 0: plain top-k)",
+    "covariance_type": "the mixture's covariance type",
+    "stratify": "whether the budget is split over the components",
+    "standardize": "whether the features are standardised",
+    "n_init": "the mixture's restarts",
+}
+
+
+def _sampler_name(entry: Any) -> str:
+    if isinstance(entry, Mapping):
+        from .tables import sampler_label
+
+        return sampler_label(entry.get("name", "?"), entry.get("params"))
+    return str(entry)
+
+
+def sampler_statements(samplers: Sequence[Any]) -> list[str]:
+    """One line per sampler of the profile: its name and what it picks."""
+    out = []
+    for entry in samplers:
+        name = _sampler_name(entry)
+        base = name.split(" (", 1)[0]
+        out.append(f"`{name}`: {SAMPLER_DESCRIPTIONS.get(base, 'a sampler of effalign.samplers')}.")
+    return out
+
+
+def isa_defaults() -> dict[str, Any]:
+    """The default ISA's constructor settings."""
+    import inspect
+
+    from .samplers import ISASampler
+
+    return {k: p.default for k, p in inspect.signature(ISASampler.__init__).parameters.items()
+            if k != "self" and p.default is not inspect.Parameter.empty}
+
+
+def ablation_statements(variants: Sequence[Mapping[str, Any]], budget: float) -> list[str]:
+    """What the profile's ISA ablation runs, computed from its ``ablation`` list: each variant with the
+    setting it changes and the default it departs from."""
+    if not variants:
+        return ["This profile runs no ISA ablation (its `ablation` list is empty)."]
+    defaults = isa_defaults()
+    changed = sorted({k for v in variants for k in v})
+    out = [f"This profile runs {len(variants)} variant{'s' if len(variants) != 1 else ''} of ISA at "
+           f"{fmt(budget, 'pct')} of the pool, changing "
+           + ", ".join(f"{ISA_SETTINGS.get(k, k)} (`{k}`, default {defaults.get(k, '?')!r})" for k in changed)
+           + "; random and the default ISA are shown for reference."]
+    for v in variants:
+        from .tables import sampler_label
+
+        settings = ", ".join(f"`{k}` = {val!r} instead of {defaults.get(k, '?')!r}" for k, val in v.items())
+        out.append(f"`{sampler_label('isa', v)}`: {settings}.")
+    return out
+
+
+def arm_labels(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Reader labels of (track, arm) keys: the track alone when it has one training arm, else
+    ``"track, arm arm"``."""
+    tracks = [t for t, _ in keys]
+    return {(t, a): t if tracks.count(t) == 1 else f"{t}, {a} arm" for t, a in keys}
+
+
+def exercise_cost(similar: Any, n_runs: int, what: str) -> str:
+    """How long an exercise that trains ``n_runs`` new runs takes, from the stored runs most like them
+    (``similar``: a :func:`effalign.tables.runs_frame`; their whole-run seconds and device)."""
+    import numpy as np
+
+    seconds = similar["seconds"].to_numpy(dtype=float) if similar is not None and "seconds" in similar else np.array([])
+    seconds = seconds[np.isfinite(seconds)]
+    if not n_runs:
+        return f"{what} needs no new run: it reads the stored ones."
+    if not seconds.size:
+        return f"{what} trains {n_runs} new run{'s' if n_runs != 1 else ''}; no similar run is stored to say how long."
+    devices = sorted(set(similar["device_name"])) if "device_name" in similar else []
+    total = n_runs * float(seconds.mean()) / 60
+    return (f"{what} trains {n_runs} new run{'s' if n_runs != 1 else ''}: the stored runs most like them took "
+            f"{fmt(seconds.mean(), 'int')} s each (whole run: selection, training and evaluation"
+            + (f", on {', '.join(devices)}" if devices else "") + f"), so about {fmt(total, 'int')} minutes in all "
+            "on the same machine.")
