@@ -194,3 +194,27 @@ def test_script_in_chromium_measures_what_a_scrolling_output_area_shows(tmp_path
     code = script.main(["--html", str(html), "--toc", str(tmp_path), "--no-screenshots"])
     err = capsys.readouterr().err
     assert code == 1 and "book/page: table 1" in err and "and 400 px of it show" in err
+
+
+def test_readme_pictures_are_small_windows_around_a_figure(tmp_path):
+    from PIL import Image
+
+    script = _script()
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    page = Image.new("RGB", (1280, 5000), "white")
+    for y in range(0, 5000, 7):  # some texture, so that compression has something to do
+        page.paste((y % 255, 90, 160), (100, y, 1180, y + 2))
+    page.save(shots / "book__intro.png")
+    page.save(shots / "book__executed__03_samplers.png")
+    measurements = {"book/intro": {"images": [{"src": "a.png", "ok": True, "top": 700, "bottom": 1300}]},
+                    "book/executed/03_samplers": {"images": [{"src": "b.png", "ok": False, "top": 50},
+                                                             {"src": "c.png", "ok": True, "top": 3000}]}}
+    problems = script.readme_screenshots(shots, measurements, tmp_path / "docs")
+    assert problems == []
+    for name in script.README_SHOTS:
+        with Image.open(tmp_path / "docs" / name) as im:
+            assert im.size == (1280, script.README_HEIGHT) and im.mode == "P"
+        assert (tmp_path / "docs" / name).stat().st_size < 300 * 1024
+    missing = script.readme_screenshots(shots, {}, tmp_path / "docs2")
+    assert len(missing) == 2 and "no figure 1" in missing[0]

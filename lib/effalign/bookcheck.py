@@ -251,7 +251,7 @@ def page_problems(chapter: str, page: str, html_root: Path, min_figures: int = 0
 #: Measures the page after it loaded and appends the result as JSON in ``pre#check-book-result``:
 #: the content column's width, every table's width and the width of it a reader sees (less than the
 #: column inside an output area that scrolls or clips), with its first header cells, every image's
-#: load state and the page's height.
+#: load state and position on the page, and the page's height.
 MEASURE_JS = """
 window.addEventListener('load', function () {
   setTimeout(function () {
@@ -274,7 +274,9 @@ window.addEventListener('load', function () {
     });
     var images = [];
     document.querySelectorAll('article img').forEach(function (im) {
-      images.push({src: im.getAttribute('src') || '', ok: im.complete && im.naturalWidth > 0});
+      var box = im.getBoundingClientRect();
+      images.push({src: im.getAttribute('src') || '', ok: im.complete && im.naturalWidth > 0,
+                   top: box.top + window.scrollY, bottom: box.bottom + window.scrollY});
     });
     var out = document.createElement('pre');
     out.id = 'check-book-result';

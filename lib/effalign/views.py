@@ -383,6 +383,8 @@ def metrics_view(frame: Any, metrics: Sequence[str], *, level: float = 0.95, cap
         out = out.drop(columns="seeds")
     note = (f"mean ± half-width of the {level:.0%} t interval over {seeds + ' ' if seeds else ''}seeds; "
             "budget: share of the pool (pairs)")
+    if seeds == "1":
+        note = "one run each, so no interval over seeds; budget: share of the pool (pairs)"
     return reader_table(out, group=["budget"], text=["sampler"],
                         caption=f"{caption}: {note}" if caption else note[0].upper() + note[1:])
 
