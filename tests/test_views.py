@@ -293,3 +293,69 @@ def test_arm_labels_and_exercise_cost():
     assert said.startswith("Exercise 3 trains 6 new runs") and "120 s each" in said and "about 12 minutes" in said
     assert "needs no new run" in views.exercise_cost(similar, 0, "Exercise 1")
     assert "no similar run is stored" in views.exercise_cost(similar.iloc[:0], 2, "Exercise 2")
+
+
+def _overrides(command: str) -> dict:
+    """The papermill overrides ``python -m effalign book`` builds from an exercise's command line."""
+    import shlex
+
+    import yaml
+
+    from effalign.cli import build_parser
+
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "effalign"]
+    args = build_parser().parse_args(words[3:])
+    out = {}
+    for text in args.yaml or []:
+        out.update(yaml.safe_load(text))
+    out.update({name: yaml.safe_load(text) for name, text in args.parameter or []})
+    return out
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+def test_exercises_are_exact_commands_whose_no_training_runs_are_in_the_profile(profile):
+    from effalign.book import load_profile, notebook_parameters
+    from effalign.verdicts import AnalysisPlan
+
+    c = load_profile(profile)["common"]
+    plan = AnalysisPlan.from_profile(c["analysis"], c["tracks"])
+    frames = {(t, "default"): pd.DataFrame({"seed": [c["scaling_seeds"][0]] * 2, "seconds": [60.0, 120.0],
+                                            "device_name": "CPU: x"}) for t in c["tracks"]}
+
+    class Spec:
+        def __init__(self, seed):
+            self.seed = seed
+
+    specs = {key: [Spec(s) for s in c["scaling_seeds"] for _ in range(3)] for key in frames}
+    chapters = {
+        "02_scaling": views.scaling_exercises(c["tracks"], plan, c["scaling_fractions"], c["scaling_seeds"], frames, specs),
+        "03_samplers": views.sampler_exercises(c["tracks"], plan, c["budgets"], c["ablation"], c["seeds"],
+                                               frames[next(iter(frames))]),
+        "05_findings": views.findings_exercises(c["tracks"], plan, c["budgets"]),
+    }
+    for name, exercises in chapters.items():
+        assert 2 <= len(exercises.items) <= 3
+        text = exercises._repr_markdown_()
+        assert not text_problems(text, name)
+        for title, command, question in exercises.items:
+            assert command.startswith(f"python -m effalign book --only {name}") and f"`{command}`" in text
+            over = _overrides(command)
+            params = notebook_parameters(load_profile(profile), name, None, over)  # the dotted names resolve
+            trains = over.get("run_missing") is True
+            if trains:
+                assert "trains" in question.lower() or name == "03_samplers"
+                continue
+            if "scaling_fractions" in over:
+                assert set(over["scaling_fractions"]) <= set(c["scaling_fractions"]) and len(over["scaling_fractions"]) >= 4
+            if "scaling_seeds" in over:
+                assert set(over["scaling_seeds"]) <= set(c["scaling_seeds"])
+            if "analysis.primary_budget" in over:
+                assert over["analysis.primary_budget"] in c["budgets"]
+                assert params["analysis"]["primary_budget"] == over["analysis.primary_budget"]
+            for key, value in over.items():
+                if key.startswith("analysis.primary_metric."):
+                    track = key.rsplit(".", 1)[1]
+                    assert value in c["tracks"][track]["secondary"], "an endpoint the runs record"
+        if name != "05_findings":
+            assert "train" in exercises.notes[0] and "minutes in all" in exercises.notes[0]

@@ -17,7 +17,10 @@ negative KL estimates, and tables that fit a page with formatted numbers (:func:
   moved into the caption;
 - :func:`sampler_statements`, :func:`ablation_statements`: the samplers and ISA variants a profile
   runs, in words, computed from its parameters; :func:`exercise_cost`: how long an exercise that
-  trains new runs takes, from the stored runs like them.
+  trains new runs takes, from the stored runs like them;
+- :func:`scaling_exercises`, :func:`sampler_exercises`, :func:`findings_exercises`: each chapter's
+  "What to try", with exact commands (:func:`exercise_command`) whose values come from the build's
+  parameters, so that the exercises meant to read stored runs find them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any
 
 from .tables import fmt
 
-__all__ = ["Examples", "ablation_statements", "arm_labels", "cost_view", "exercise_cost", "example_pairs", "fit_view", "gains_view", "headline_view",
+__all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_view", "exercise_command", "exercise_cost",
+           "findings_exercises", "sampler_exercises", "scaling_exercises", "example_pairs", "fit_view", "gains_view", "headline_view",
            "interval_text", "isa_defaults", "kl_statements", "larger_run_statements", "loss_statements",
            "mean_interval_text", "metrics_view", "paired_view", "reader_table", "sampler_statements", "size_means_view"]
 
@@ -545,3 +549,138 @@ def exercise_cost(similar: Any, n_runs: int, what: str) -> str:
             f"{fmt(seconds.mean(), 'int')} s each (whole run: selection, training and evaluation"
             + (f", on {', '.join(devices)}" if devices else "") + f"), so about {fmt(total, 'int')} minutes in all "
             "on the same machine.")
+
+
+# ----------------------------------------------------------------------------- exercises ("What to try")
+
+
+def exercise_command(notebook: str, params: Mapping[str, Any] | None = None,
+                     yaml_params: Mapping[str, Any] | None = None) -> str:
+    """The exact command of an exercise: ``python -m effalign book --only NOTEBOOK`` with ``-p NAME VALUE``
+    (a dotted name changes one entry of a mapping) and ``-y "NAME: VALUE"`` (YAML flow style)."""
+    import yaml
+
+    def flow(value: Any) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+    parts = [f"python -m effalign book --only {notebook}"]
+    parts += [f"-p {k} {flow(v)}" for k, v in (params or {}).items()]
+    parts += [f'-y "{k}: {flow(v)}"' for k, v in (yaml_params or {}).items()]
+    return " ".join(parts)
+
+
+class Exercises:
+    """A numbered list of exercises (title, command, question), shown as Markdown."""
+
+    def __init__(self, items: Sequence[tuple[str, str, str]], notes: Sequence[str] = ()) -> None:
+        self.items = list(items)
+        self.notes = list(notes)
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"{i}. **{title}** `{command}`. {question}" for i, (title, command, question) in
+                 enumerate(self.items, 1)]
+        return "\n".join(lines) + ("\n\n" + "\n".join(f"- {n}" for n in self.notes) if self.notes else "")
+
+    def __repr__(self) -> str:
+        return self._repr_markdown_()
+
+
+def _try_value(value: float, factor: float = 4.0) -> float:
+    """``factor`` times a margin, to two significant digits."""
+    return float(f"{value * factor:.2g}")
+
+
+def _other_budget(budgets: Sequence[float], primary: float) -> float | None:
+    others = [b for b in budgets if not math.isclose(b, primary, abs_tol=1e-9)]
+    return min(others, key=lambda b: abs(b - primary)) if others else None
+
+
+def scaling_exercises(tracks: Mapping[str, Any], plan: Any, fractions: Sequence[float], seeds: Sequence[int],
+                      frames: Mapping[tuple[str, str], Any], specs: Mapping[tuple[str, str], Sequence[Any]],
+                      notebook: str = "02_scaling") -> Exercises:
+    """The scaling chapter's exercises, computed from the build's parameters: a wider plateau margin and
+    fewer sizes (or seeds) read stored runs only; one more seed trains (its cost from the stored runs)."""
+    import pandas as pd
+
+    track = next(iter(tracks))
+    delta = _try_value(plan.delta(track))
+    items = [("How wide must the margin be?",
+              exercise_command(notebook, {f"analysis.plateau_delta.{track}": delta}),
+              f"The plateau verdict is an equivalence test: it holds when the (1 − 2α) interval of y(N) − y(N/2) lies "
+              f"inside ±δ. At δ = {fmt(delta)}, four times the profile's, does the {track} verdict change? Set δ beside "
+              "\"the smallest margin this design shows\" and beside the whole pool's gain (rule G): is a plateau "
+              "within such a margin still a plateau?")]
+    sizes = sorted(fractions)
+    if len(sizes) >= 5:
+        keep = sorted({sizes[0], sizes[len(sizes) // 3], *[f for f in sizes if math.isclose(f, 0.5)], sizes[-1]})
+        keep = (keep + [f for f in sizes if f not in keep])[:4] if len(keep) < 4 else keep
+        items.append(("Fewer sizes.", exercise_command(notebook, yaml_params={"scaling_fractions": sorted(keep)}),
+                      f"{len(keep)} sizes instead of {len(sizes)} (the fits need four), the same stored runs: how do "
+                      "the Akaike weights and the identified forms change, and does the plateau contrast (which "
+                      "uses only N and N/2) move at all?"))
+    elif len(seeds) >= 3:
+        items.append(("Fewer seeds.", exercise_command(notebook, yaml_params={"scaling_seeds": list(seeds)[:2]}),
+                      f"Two seeds instead of {len(seeds)}, the same stored runs: how much wider are the intervals, "
+                      "and how much larger the MDE?"))
+    new_seed = max(seeds) + 1 if seeds else 0
+    items.append(("One more seed.", exercise_command(notebook, {"run_missing": True},
+                                                     {"scaling_seeds": [*seeds, new_seed]}),
+                  f"Trains seed {new_seed} at every size of every track. How much narrower are the intervals, and "
+                  "how close does the MDE come to δ?"))
+    first = seeds[0] if seeds else 0
+    similar = pd.concat([f[f["seed"] == first] for f in frames.values()]) if frames else None
+    n_new = sum(1 for grid in specs.values() for s in grid if s.seed == first)
+    return Exercises(items, [f"Exercises 1 and 2 read the stored runs and train nothing (a minute). "
+                             + exercise_cost(similar, n_new, f"Exercise {len(items)} (one more seed)")])
+
+
+def sampler_exercises(tracks: Mapping[str, Any], plan: Any, budgets: Sequence[float], ablation: Sequence[Mapping[str, Any]],
+                      seeds: Sequence[int], similar: Any, notebook: str = "03_samplers") -> Exercises:
+    """The sampler chapter's exercises, computed from the build's parameters: another primary budget and
+    another endpoint read stored runs only; a new ISA variant trains (its cost from the stored ISA runs)."""
+    items = []
+    other = _other_budget(budgets, plan.primary_budget)
+    if other is not None:
+        items.append(("Another primary budget.", exercise_command(notebook, {"analysis.primary_budget": other}),
+                      f"The pre-registered contrast moves to {fmt(other, 'pct')} of the pool and is tested alone, while "
+                      f"{fmt(plan.primary_budget, 'pct')} joins the Holm family. Does any comparison change its reading? "
+                      "(Choosing the primary contrast after seeing the data is what the pre-registration forbids: this "
+                      "is an exercise, not a re-analysis.)"))
+    endpoint = next(((t, m) for t, spec in tracks.items() for m in spec.get("secondary") or []
+                     if m != plan.metric(t)), None)
+    if endpoint is not None:
+        track, metric = endpoint
+        items.append(("Another endpoint.", exercise_command(notebook, {f"analysis.primary_metric.{track}": metric}),
+                      f"The {track} track judged by {metric} instead of {plan.metric(track)}, the same stored runs. Do "
+                      "the samplers keep their order, and do the MDEs shrink or grow?"))
+    used = {k for v in ablation for k in v}
+    variant = next(({k: v} for k, v in (("n_components", 4), ("dim", 16), ("temperature", 0.5), ("score", "entropy"))
+                    if k not in used), {"n_init": 1})
+    items.append(("Another ISA variant.", exercise_command(notebook, {"run_missing": True}, {"ablation": [variant]}),
+                  f"ISA with {', '.join(f'{k} = {v}' for k, v in variant.items())} at the ablation budget, every seed "
+                  "and track. Does ISA's result depend on that choice?"))
+    n_new = len(seeds) * len(tracks)
+    return Exercises(items, [f"Exercises 1 to {len(items) - 1} read the stored runs and train nothing (a minute). "
+                             + exercise_cost(similar, n_new, f"Exercise {len(items)} (one new ISA variant)")])
+
+
+def findings_exercises(tracks: Mapping[str, Any], plan: Any, budgets: Sequence[float],
+                       notebook: str = "05_findings") -> Exercises:
+    """The findings chapter's exercises, computed from the build's parameters (this chapter never trains)."""
+    track = next(iter(tracks))
+    margin = _try_value(plan.margin(track))
+    alpha = 0.1 if not math.isclose(plan.alpha, 0.1) else 0.05
+    items = [("The margin decides.", exercise_command(notebook, {f"analysis.equivalence_margin.{track}": margin}),
+              f"At a margin of {fmt(margin)}, four times the profile's, does the {track} small-subset verdict change? "
+              "Set the margin beside the whole pool's gain over the untrained policy (rule G): is a subset \"as good\" "
+              "within it worth the name?"),
+             ("Another test level.", exercise_command(notebook, {"analysis.alpha": alpha}),
+              f"Every verdict and MDE recomputed at α = {alpha:g} (the equivalence tests use {1 - 2 * alpha:.0%} "
+              "intervals). Which verdicts move, and how do the MDEs change?")]
+    other = _other_budget(budgets, plan.primary_budget)
+    if other is not None:
+        items.append(("Another budget.", exercise_command(notebook, {"analysis.primary_budget": other}),
+                      f"The sampler and small-subset claims at {fmt(other, 'pct')} of the pool. (The pre-registered "
+                      "budget is the profile's; this shows how much the answer depends on it.)"))
+    return Exercises(items, ["This chapter never trains: each exercise takes about a minute. New runs come from the "
+                             "scaling and sampler chapters with `-p run_missing true`, or from `make experiments`."])
