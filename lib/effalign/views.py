@@ -660,7 +660,8 @@ def sampler_exercises(tracks: Mapping[str, Any], plan: Any, budgets: Sequence[fl
                   f"ISA with {', '.join(f'{k} = {v}' for k, v in variant.items())} at the ablation budget, every seed "
                   "and track. Does ISA's result depend on that choice?"))
     n_new = len(seeds) * len(tracks)
-    return Exercises(items, [f"Exercises 1 to {len(items) - 1} read the stored runs and train nothing (a minute). "
+    reading = {1: "Exercise 1 reads", 2: "Exercises 1 and 2 read"}.get(len(items) - 1, f"Exercises 1 to {len(items) - 1} read")
+    return Exercises(items, [f"{reading} the stored runs and train nothing (a minute). "
                              + exercise_cost(similar, n_new, f"Exercise {len(items)} (one new ISA variant)")])
 
 
