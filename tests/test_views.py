@@ -291,6 +291,7 @@ def test_arm_labels_and_exercise_cost():
     similar = pd.DataFrame({"seconds": [100.0, 140.0], "device_name": ["CPU: x", "CPU: x"]})
     said = views.exercise_cost(similar, 6, "Exercise 3")
     assert said.startswith("Exercise 3 trains 6 new runs") and "120 s each" in said and "about 12 minutes" in said
+    assert "a minute or less in all" in views.exercise_cost(similar.assign(seconds=4.0), 8, "Exercise 2")
     assert "needs no new run" in views.exercise_cost(similar, 0, "Exercise 1")
     assert "no similar run is stored" in views.exercise_cost(similar.iloc[:0], 2, "Exercise 2")
 
@@ -358,4 +359,7 @@ def test_exercises_are_exact_commands_whose_no_training_runs_are_in_the_profile(
                     track = key.rsplit(".", 1)[1]
                     assert value in c["tracks"][track]["secondary"], "an endpoint the runs record"
         if name != "05_findings":
-            assert "train" in exercises.notes[0] and "minutes in all" in exercises.notes[0]
+            note = exercises.notes[0]
+            reading = sum(1 for _, command, _ in exercises.items if "run_missing" not in command)
+            assert ("Exercises 1 and 2 read" in note) == (reading == 2) and ("Exercise 1 reads" in note) == (reading == 1)
+            assert f"Exercise {len(exercises.items)} (" in note and "in all on the same machine" in note

@@ -545,10 +545,10 @@ def exercise_cost(similar: Any, n_runs: int, what: str) -> str:
         return f"{what} trains {n_runs} new run{'s' if n_runs != 1 else ''}; no similar run is stored to say how long."
     devices = sorted(set(similar["device_name"])) if "device_name" in similar else []
     total = n_runs * float(seconds.mean()) / 60
+    length = f"about {fmt(total, 'int')} minutes" if total >= 1.5 else "a minute or less"
     return (f"{what} trains {n_runs} new run{'s' if n_runs != 1 else ''}: the stored runs most like them took "
             f"{fmt(seconds.mean(), 'int')} s each (whole run: selection, training and evaluation"
-            + (f", on {', '.join(devices)}" if devices else "") + f"), so about {fmt(total, 'int')} minutes in all "
-            "on the same machine.")
+            + (f", on {', '.join(devices)}" if devices else "") + f"), so {length} in all on the same machine.")
 
 
 # ----------------------------------------------------------------------------- exercises ("What to try")
@@ -583,6 +583,14 @@ class Exercises:
 
     def __repr__(self) -> str:
         return self._repr_markdown_()
+
+
+def _reading(n: int) -> str:
+    """Which of the first ``n`` exercises read stored runs only."""
+    if n <= 0:
+        return ""
+    who = {1: "Exercise 1 reads", 2: "Exercises 1 and 2 read"}.get(n, f"Exercises 1 to {n} read")
+    return f"{who} the stored runs and train nothing (a minute). "
 
 
 def _try_value(value: float, factor: float = 4.0) -> float:
@@ -630,7 +638,7 @@ def scaling_exercises(tracks: Mapping[str, Any], plan: Any, fractions: Sequence[
     first = seeds[0] if seeds else 0
     similar = pd.concat([f[f["seed"] == first] for f in frames.values()]) if frames else None
     n_new = sum(1 for grid in specs.values() for s in grid if s.seed == first)
-    return Exercises(items, [f"Exercises 1 and 2 read the stored runs and train nothing (a minute). "
+    return Exercises(items, [_reading(len(items) - 1)
                              + exercise_cost(similar, n_new, f"Exercise {len(items)} (one more seed)")])
 
 
@@ -660,8 +668,7 @@ def sampler_exercises(tracks: Mapping[str, Any], plan: Any, budgets: Sequence[fl
                   f"ISA with {', '.join(f'{k} = {v}' for k, v in variant.items())} at the ablation budget, every seed "
                   "and track. Does ISA's result depend on that choice?"))
     n_new = len(seeds) * len(tracks)
-    reading = {1: "Exercise 1 reads", 2: "Exercises 1 and 2 read"}.get(len(items) - 1, f"Exercises 1 to {len(items) - 1} read")
-    return Exercises(items, [f"{reading} the stored runs and train nothing (a minute). "
+    return Exercises(items, [_reading(len(items) - 1)
                              + exercise_cost(similar, n_new, f"Exercise {len(items)} (one new ISA variant)")])
 
 
