@@ -261,14 +261,14 @@ def reader_table(frame: Any, *, group: Sequence[str] = (), wrap: Sequence[str] =
     where their value changes, every column on one line except the ``wrap`` columns (text that may
     break: notes, names), numbers right-aligned and text (``group``, ``wrap``, ``text`` columns)
     left-aligned, and an optional caption above. Returns a pandas Styler (HTML in the book)."""
+    import pandas as pd
+
     out = frame.reset_index(drop=True).copy()
     for col in group:
         if col in out:
             values = out[col].astype(str)
             out[col] = values.where(values != values.shift(), "")
     out = out.fillna("—")
-    import pandas as pd
-
     styles = [{"selector": "th", "props": "text-align: left; vertical-align: bottom;"},
               {"selector": "td", "props": "white-space: nowrap; text-align: right; vertical-align: top;"},
               {"selector": "td.text", "props": "text-align: left;"},
