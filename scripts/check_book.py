@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Check the built book as a reader sees it: static rules on every page, then headless Chromium.
 
-Usage: ``python scripts/check_book.py [--html _build/html] [--out _build/screenshots] [--static-only]``
-(``make check-book`` installs Chromium when it is missing, then runs this).
+Usage: ``python scripts/check_book.py [--html _build/html] [--out _build/screenshots] [--static-only]
+[--readme docs/screenshots]`` (``make check-book`` installs Chromium when it is missing, then runs this).
 
 For every chapter of the table of contents (``_toc.yml``):
 
@@ -18,6 +18,11 @@ For every chapter of the table of contents (``_toc.yml``):
 Chromium is not installed by this script: without it, the static checks run, the script says
 what to install and exits 3 (``--static-only`` skips the browser and exits 0 when the static
 checks pass). Exit status: 0 all checks passed; 1 a check failed; 2 no built book; 3 no Chromium.
+
+``--readme DIR`` also writes the README's two pictures from the full-page screenshots
+(:data:`README_SHOTS`): a 1280 x ``README_HEIGHT`` px window of a page around one of its figures,
+quantised to a small palette (``scorecard.png``: the introduction with the scorecard;
+``samplers.png``: the sampler chapter at its first figure).
 """
 
 from __future__ import annotations
@@ -47,6 +52,13 @@ FIGURE_CHAPTERS = {
     "book/executed/04_gpu_dpo": 2,
     "book/executed/05_findings": 1,
 }
+#: the README's pictures: file name -> (chapter, which figure, px of page above it)
+README_SHOTS = {
+    "scorecard.png": ("book/intro", 0, 800),
+    "samplers.png": ("book/executed/03_samplers", 0, 260),
+}
+README_HEIGHT = 1600
+README_COLOURS = 128
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280
 MAX_SCREENSHOT_HEIGHT = 30000
@@ -126,7 +138,10 @@ def static_checks(html_dir: Path, names: list[str]) -> tuple[list[str], dict[str
     return problems, figures
 
 
-def browser_checks(binary: str, html_dir: Path, names: list[str], out: Path | None, timeout: int) -> list[str]:
+def browser_checks(binary: str, html_dir: Path, names: list[str], out: Path | None, timeout: int,
+                   measurements: dict[str, dict] | None = None) -> list[str]:
+    """Layout problems of every page in Chromium, full-page screenshots in ``out``; each page's
+    measurement goes into ``measurements`` when given."""
     problems: list[str] = []
     server, base = serve(html_dir)
     try:
@@ -141,6 +156,8 @@ def browser_checks(binary: str, html_dir: Path, names: list[str], out: Path | No
                     problems.append(f"{chapter}: chromium --dump-dom failed ({dump.returncode}): {dump.stderr[-300:]}")
                     continue
                 result = measured(dump.stdout)
+                if measurements is not None and result is not None:
+                    measurements[chapter] = result
                 found = layout_problems(chapter, result)
                 problems += found
                 note = ""
@@ -160,6 +177,29 @@ def browser_checks(binary: str, html_dir: Path, names: list[str], out: Path | No
     return problems
 
 
+def readme_screenshots(shots: Path, measurements: dict[str, dict], dest: Path) -> list[str]:
+    """The README's pictures (:data:`README_SHOTS`) cut from the full-page screenshots in ``shots``
+    and quantised to :data:`README_COLOURS` colours; returns the problems (a page or figure missing)."""
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for name, (chapter, figure, above) in README_SHOTS.items():
+        shot = shots / (chapter.replace("/", "__") + ".png")
+        images = [im for im in (measurements.get(chapter) or {}).get("images", []) if im.get("ok")]
+        if not shot.exists() or len(images) <= figure:
+            problems.append(f"{chapter}: no screenshot or no figure {figure + 1} for the README picture {name}")
+            continue
+        with Image.open(shot) as page:
+            top = max(0, min(int(images[figure]["top"]) - above, page.height - README_HEIGHT))
+            window = page.convert("RGB").crop((0, top, page.width, min(top + README_HEIGHT, page.height)))
+        small = window.quantize(colors=README_COLOURS, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+        small.save(dest / name, optimize=True)
+        print(f"[check_book] README picture {dest / name}: {chapter} from {top} px, "
+              f"{(dest / name).stat().st_size / 1024:.0f} KiB", flush=True)
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--html", default=str(ROOT / "_build" / "html"), help="the built book (default _build/html)")
@@ -168,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static-only", action="store_true", help="no browser: only the static checks")
     parser.add_argument("--no-screenshots", action="store_true", help="browser checks without screenshots")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per Chromium call")
+    parser.add_argument("--readme", default=None,
+                        help="also write the README's two pictures (small PNGs) into this folder, e.g. docs/screenshots")
     args = parser.parse_args(argv)
 
     html_dir = Path(args.html).resolve()
@@ -188,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         out = None if args.no_screenshots else Path(args.out)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        problems += browser_checks(binary, html_dir, names, out, args.timeout)
+        measurements: dict[str, dict] = {}
+        problems += browser_checks(binary, html_dir, names, out, args.timeout, measurements)
+        if args.readme:
+            if out is None:
+                problems.append("--readme needs the screenshots: drop --no-screenshots")
+            else:
+                problems += readme_screenshots(out, measurements, Path(args.readme))
     if problems:
         print("[check_book] FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

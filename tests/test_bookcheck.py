@@ -120,6 +120,18 @@ def test_layout_problems_from_a_measurement():
     assert "did not finish loading" in layout_problems("book/ch", measured("<body></body>"))[0]
 
 
+def test_a_table_wider_than_its_scrolling_output_area_is_a_problem():
+    """A table inside an output area that scrolls is cut for the reader even when it is narrower than
+    the content column (the note column of the old fit table)."""
+    result = {"column": 752, "viewport": 1280, "images": [], "tables": [
+        {"index": 1, "width": 746, "visible": 688, "head": "form | favoured"},
+        {"index": 2, "width": 680, "visible": 688, "head": "fits"},
+        {"index": 3, "width": 700, "head": "no visible width measured"}]}
+    problems = layout_problems("book/ch", result)
+    assert problems == ["book/ch: table 1 (form | favoured) is 746 px wide, the content column 752 px, and 688 px "
+                        "of it show (the rest scrolls) at a 1280 px window"]
+
+
 def _script():
     spec = importlib.util.spec_from_file_location("check_book", ROOT / "scripts" / "check_book.py")
     module = importlib.util.module_from_spec(spec)
@@ -167,3 +179,42 @@ def test_script_in_chromium_finds_wide_tables_and_broken_figures(tmp_path, capsy
     assert "index:" not in err, "the index page has no problem"
     shots = sorted(p.name for p in (tmp_path / "shots").glob("*.png"))
     assert shots == ["book__page.png", "index.png"]
+
+
+@pytest.mark.skipif(not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="Chromium is not installed (make check-book installs it)")
+def test_script_in_chromium_measures_what_a_scrolling_output_area_shows(tmp_path, capsys):
+    script = _script()
+    html = _site(tmp_path, 2)
+    cells = "".join(f"<td>column {i} with a long heading</td>" for i in range(4))
+    page = ("<html><head><title>Page</title><style>article {width: 700px} td {white-space: nowrap}</style></head>"
+            "<body><article class='bd-article'><div style='overflow-x: auto; width: 400px'>"
+            f"<table style='border-collapse:collapse'><tr>{cells}</tr></table></div></article></body></html>")
+    (html / "book" / "page.html").write_text(page)
+    code = script.main(["--html", str(html), "--toc", str(tmp_path), "--no-screenshots"])
+    err = capsys.readouterr().err
+    assert code == 1 and "book/page: table 1" in err and "and 400 px of it show" in err
+
+
+def test_readme_pictures_are_small_windows_around_a_figure(tmp_path):
+    from PIL import Image
+
+    script = _script()
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    page = Image.new("RGB", (1280, 5000), "white")
+    for y in range(0, 5000, 7):  # some texture, so that compression has something to do
+        page.paste((y % 255, 90, 160), (100, y, 1180, y + 2))
+    page.save(shots / "book__intro.png")
+    page.save(shots / "book__executed__03_samplers.png")
+    measurements = {"book/intro": {"images": [{"src": "a.png", "ok": True, "top": 700, "bottom": 1300}]},
+                    "book/executed/03_samplers": {"images": [{"src": "b.png", "ok": False, "top": 50},
+                                                             {"src": "c.png", "ok": True, "top": 3000}]}}
+    problems = script.readme_screenshots(shots, measurements, tmp_path / "docs")
+    assert problems == []
+    for name in script.README_SHOTS:
+        with Image.open(tmp_path / "docs" / name) as im:
+            assert im.size == (1280, script.README_HEIGHT) and im.mode == "P"
+        assert (tmp_path / "docs" / name).stat().st_size < 300 * 1024
+    missing = script.readme_screenshots(shots, {}, tmp_path / "docs2")
+    assert len(missing) == 2 and "no figure 1" in missing[0]

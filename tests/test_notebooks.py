@@ -116,7 +116,7 @@ def test_executed_notebook_outputs(executed, name):
 #: chapters whose outputs meet every reader rule of effalign.bookcheck (no progress bar, warning,
 #: standard-error text, traceback or scientific notation); the others join as their tables are
 #: formatted (issue 17)
-CLEAN_CHAPTERS = ["01_data_and_information", "04_gpu_dpo"]
+CLEAN_CHAPTERS = ["01_data_and_information", "02_scaling", "03_samplers", "04_gpu_dpo", "05_findings"]
 
 
 @pytest.mark.parametrize("name", CLEAN_CHAPTERS)
@@ -126,6 +126,52 @@ def test_reader_facing_outputs_are_clean_and_stamped(executed, name):
     assert notebook_output_problems(path) == []
     stamp, now = read_stamp(path), build_stamp("smoke")
     assert (stamp.commit, stamp.profile) == (now.commit, "smoke")
+
+
+def _markdown_outputs(nb) -> str:
+    return "\n".join(t for c in nb.cells for o in c.get("outputs", []) for t in _texts(o))
+
+
+@pytest.mark.parametrize("name", ["02_scaling", "03_samplers", "05_findings"])
+def test_experiment_chapters_open_with_the_question_and_close_with_exercises(executed, name):
+    """The teaching thread: the question first, the exercises (computed commands) last."""
+    _, out = executed
+    nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
+    markdown = [c for c in nb.cells if c.cell_type == "markdown"]
+    assert "**The question of this chapter.**" in markdown[0].source
+    headings = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## ")]
+    assert nb.cells[headings[-1]].source.startswith("## What to try")
+    tail = _markdown_outputs(nbformat.v4.new_notebook(cells=nb.cells[headings[-1]:]))
+    exercises = set(re.findall(rf"`python -m effalign book --only {name} [^`]+`", tail))  # markdown and plain text
+    assert 2 <= len(exercises) <= 3, tail
+
+
+def test_sampler_chapter_describes_the_ablation_the_profile_runs(executed):
+    """The ablation text is computed from the parameters: the smoke design's ablation variants, no other setting."""
+    from effalign.views import profile_ablation
+
+    _, out = executed
+    text = _markdown_outputs(nbformat.read(out / "03_samplers.ipynb", as_version=4))
+    variants, _ = profile_ablation(load_profile("smoke")["common"])
+    assert variants, "the smoke design has an ablation grid"
+    for variant in variants:
+        for key, value in variant.items():
+            assert f"`{key}` = {value!r} instead of" in text
+    changed = {k for v in variants for k in v}
+    for setting in ("temperature", "n_components", "dim", "score"):
+        assert (f"`{setting}` = " in text) == (setting in changed), setting
+
+
+def test_findings_chapter_glues_the_scorecard(executed):
+    _, out = executed
+    nb = nbformat.read(out / "05_findings.ipynb", as_version=4)
+    glued = [o for c in nb.cells for o in c.get("outputs", [])
+             if (o.get("metadata") or {}).get("scrapbook", {}).get("name") == "scorecard"]
+    assert len(glued) == 1 and "image/png" in glued[0]["data"]
+    first_figure = next(i for i, c in enumerate(nb.cells) if any("image/png" in o.get("data", {})
+                                                                 for o in c.get("outputs", [])))
+    headings = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## ")]
+    assert first_figure < headings[1], "the scorecard comes first, before the sections on each claim"
 
 
 def test_runs_went_to_the_throwaway_store(executed):
@@ -182,5 +228,10 @@ def test_book_renders_every_chapter_offline(site):
         for src in figures:
             target = (page.parent / src).resolve()
             assert target.is_file() and target.stat().st_size > 0, f"{chapter}: {src} does not resolve"
+    intro = _Scan()
+    intro.feed((site / "book" / "intro.html").read_text(encoding="utf-8"))
+    scorecard = [s for s in intro.images if "_images/" in s]
+    assert len(scorecard) == 1, "the introduction shows the scorecard glued from the findings"
+    assert ((site / "book" / scorecard[0]).resolve()).is_file()
     assert (site / "_static" / "mathjax" / "tex-chtml-full.js").exists()
     assert os.path.getsize(site / "_static" / "mathjax" / "tex-chtml-full.js") > 100_000

@@ -158,3 +158,87 @@ def test_metric_labels_have_units():
     for metric, label in plots.METRIC_LABELS.items():
         assert "(" in label and ")" in label, metric
     assert plots.metric_label("unknown") == "unknown"
+
+
+def _headline(**over):
+    frame = pd.DataFrame({"track": ["testbed"] * 3 + ["hh"] * 3, "metric": ["gen_reward"] * 3 + ["pref_accuracy"] * 3,
+                          "claim": ["plateau", "small subset", "sampler"] * 2, "rule": ["P", "E", "S"] * 2,
+                          "contrast": ["y(N) − y(N/2), default arm", "isa at 10% − whole pool", "isa − random at 10%"] * 2,
+                          "estimate": [0.10, -0.14, 0.01, -0.006, np.nan, 0.02],
+                          "lo": [-0.05, -0.19, -0.05, -0.04, np.nan, -0.1], "hi": [0.25, -0.09, 0.08, 0.03, np.nan, 0.14],
+                          "p": [0.9, 0.99, 0.47, 0.1, np.nan, 0.55], "margin": [0.03, 0.03, np.nan, 0.02, 0.02, np.nan],
+                          "mde": [0.19, 0.06, 0.08, 0.04, np.nan, 0.15], "seeds": [3, 3, 3, 3, 0, 3],
+                          "verdict": ["not resolved", "fails (worse)", "holds (isa ahead)", "not resolved", "not resolved",
+                                      "not resolved"]})
+    return frame.assign(**over)
+
+
+def test_scorecard_shows_every_claim_and_track_with_verdict_interval_margin_and_mde():
+    fig = plots.plot_scorecard(_headline())
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 6, "three claims × two tracks"
+    titles = [ax.get_title(loc="left") for ax in axes]
+    assert titles[0] == "plateau (rule P): not resolved" and "small subset (rule E): fails (worse)" in titles
+    colours = {t: ax._left_title.get_color() for t, ax in zip(titles, axes)}
+    assert colours["small subset (rule E): fails (worse)"] == plots.VERDICT_COLORS["fails"]
+    assert colours["sampler (rule S): holds (isa ahead)"] == plots.VERDICT_COLORS["holds"]
+    assert colours["plateau (rule P): not resolved"] == plots.VERDICT_COLORS["not resolved"]
+    texts = [t.get_text() for ax in axes for t in ax.texts]
+    assert any("−0.140 (95%: −0.190 to −0.090)" in t and "MDE 0.060 · margin ±0.030 · 3 seeds" in t for t in texts)
+    assert any("no estimate" in t for t in texts), "a claim without runs says so"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["equivalence margin (±)", "minimum detectable effect (±MDE)"]
+    headers = [t.get_text() for ax in axes for t in ax.texts if t.get_text().startswith(("testbed:", "hh:"))]
+    assert headers == ["testbed: gold reward", "hh: preference accuracy"]
+    assert "contrast in gold reward" in axes[4].get_xlabel() and "share of held-out pairs" in axes[5].get_xlabel()
+    shaded = [p for p in axes[0].patches]
+    assert shaded, "the plateau margin is shaded"
+    assert axes[0].get_xlim()[1] >= 0.25, "the interval fits in its panel"
+    plt.close(fig)
+    empty = plots.plot_scorecard(_headline().iloc[:0])
+    assert "no claims" in empty.axes[0].texts[0].get_text()
+    plt.close(empty)
+
+
+def test_sampler_styles_are_distinct_and_isa_stands_out():
+    names = ["isa", "random", "kcenter", "cluster", "longest", "ref_margin_low", "ref_margin_high", "difficulty"]
+    styles = [plots.sampler_style(n) for n in names]
+    assert len({s["color"] for s in styles}) == len(names) and len({s["marker"] for s in styles}) == len(names)
+    isa = plots.sampler_style("isa")
+    assert isa["color"] == "#000000" and all(isa["lw"] > s["lw"] and isa["ms"] > s["ms"] for s in styles[1:])
+    assert plots.sampler_style("margin_low")["color"] == plots.sampler_style("ref_margin_low")["color"]
+    variant = plots.sampler_style("isa (score=entropy)")
+    assert variant["color"] == isa["color"] and variant["lw"] < isa["lw"]
+
+
+def test_sampler_comparison_has_one_tick_per_budget_and_emphasises_isa(summary):
+    ax = plots.plot_sampler_comparison(summary, "pref_accuracy", baseline=0.5)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["5%\n(50 pairs)", "10%\n(100 pairs)"]
+    legend = {t.get_text(): t for t in ax.get_legend().get_texts()}
+    assert legend["isa"].get_fontweight() == "bold" and legend["random"].get_fontweight() != "bold"
+    colours = {c.get_label(): c.lines[0].get_color() for c in ax.containers}
+    assert colours["isa"] == "#000000" and len(set(colours.values())) == 3
+    assert_labelled(ax)
+
+
+def test_other_metrics_panels_are_readable():
+    frame = scaling_runs(lambda n: 0.8 - 0.3 * np.exp(-n / 150)).assign(gen_win_rate=0.55, gen_kl=0.3)
+    fig = plots.plot_metrics_vs_n(frame, ["pref_accuracy", "gen_win_rate", "gen_kl"], title="testbed: other metrics")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 3 and fig.get_size_inches()[0] <= 10.5, "at most two panels side by side"
+    assert [ax.get_title() for ax in axes] == ["Preference accuracy", "Win rate against the reference",
+                                               "KL(policy ‖ reference)"]
+    assert axes[2].get_ylabel() == "nats per response"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    suptitle = fig._suptitle.get_window_extent(renderer)
+    for ax in axes:
+        title = ax.title.get_window_extent(renderer)
+        assert not suptitle.overlaps(title), "the figure title overlaps a panel title"
+        for label in (ax.xaxis.label, ax.yaxis.label):
+            box = label.get_window_extent(renderer)
+            assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, \
+                f"axis label {label.get_text()!r} is cut"
+    assert_labelled(fig)

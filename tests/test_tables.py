@@ -187,6 +187,15 @@ def test_fmt_and_format_frame_never_show_nan_or_e_notation():
     assert tables.fmt(3.9e73) == "3.9×10⁷³" and "e" not in tables.fmt(1.2e-7)
     assert tables.fmt(0.0139, "signed") == "+0.014" and tables.fmt(-0.5, "signed") == "−0.500"
     assert tables.fmt(0.0004, "p") == "< 0.001" and tables.fmt(0.583, "pct") == "58%" and tables.fmt(1234.4, "int") == "1,234"
+    assert tables.fmt(0.05, "pct") == "5%" and tables.fmt(0.058, "pct") == "5.8%"
+    # small and large magnitudes keep positional digits: no ×10ⁿ between a millionth and a trillion
+    assert tables.fmt(9.0e-4) == "0.00090" and tables.fmt(-2.75e-4, "signed") == "−0.00028"
+    assert tables.fmt(0.001169, "sig") == "0.00117" and tables.fmt(12345678) == "12,345,678"
+    for exp in range(-6, 12):
+        for v in (1.234 * 10**exp, -5.6 * 10**exp):
+            for style in ("num", "signed", "sig"):
+                text = tables.fmt(v, style)
+                assert "×" not in text and "e" not in text.lower(), (v, style, text)
     frame = pd.DataFrame({"label": ["a", None], "mean_diff": [0.01, np.nan], "p": [0.2, np.nan], "n95": [3.9e73, 12.0],
                           "fraction": [0.1, 0.05], "ok": [True, False]})
     text = tables.format_frame(frame).to_string()

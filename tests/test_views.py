@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
-from effalign import plots, views  # noqa: E402
+from effalign import plots, tables, views  # noqa: E402
 from effalign.bookcheck import text_problems  # noqa: E402
 from effalign.data import PreferencePair  # noqa: E402
 from effalign.samplers import ISASampler  # noqa: E402
@@ -21,10 +21,10 @@ from effalign.samplers import ISASampler  # noqa: E402
 
 @pytest.mark.parametrize("value, text", [
     (0.001169, "0.00117"), (2.75e-4, "0.000275"), (1234.5, "1,234"), (12345678, "12,345,678"), (3.14159, "3.14"),
-    (0.0, "0"), (float("nan"), "—"), (None, "—"), (-0.0123456, "-0.0123"), (3.939e73, None),
+    (0.0, "0"), (float("nan"), "—"), (None, "—"), (-0.0123456, "−0.0123"), (3.939e73, None), (9.0e-4, "0.000900"),
 ])
-def test_significant_never_writes_scientific_notation(value, text):
-    out = views.significant(value)
+def test_significant_digits_never_write_scientific_notation(value, text):
+    out = tables.fmt(value, "sig")
     if text is not None:
         assert out == text
     assert not text_problems(out, "x"), out
@@ -62,7 +62,7 @@ def _record(sampler, kl=None, device="cpu", n_train=10, **metrics):
 def test_kl_note_only_for_negative_estimates_and_names_the_runs():
     assert views.kl_statements([_record("random", 0.02), _record("isa")]) == []
     note = views.kl_statements([_record("random", 0.02), _record("isa", -0.0043)])
-    assert len(note) == 1 and "isa (-0.00430 nats)" in note[0] and "never negative" in note[0]
+    assert len(note) == 1 and "isa (−0.00430 nats)" in note[0] and "never negative" in note[0]
     exact = views.kl_statements([_record("isa", -0.01, gen_kl_samples=2)])
     assert any("defect" in s for s in exact), "the exact estimator cannot be negative"
 
@@ -153,3 +153,267 @@ def test_ema_and_smoothed_loss_plot():
     empty = plots.plot_loss_smoothed(pd.DataFrame(columns=curves.columns))
     assert empty.texts and "no loss curves yet" in empty.texts[0].get_text()
     plt.close(empty.figure)
+
+
+# ----------------------------------------------------------------------------- reader tables (chapters 02, 03, 05)
+
+
+def _visible(styler) -> str:
+    from effalign.bookcheck import _visible_text
+
+    return _visible_text(styler.to_html())
+
+
+def _assert_readable(styler):
+    """What a reader must never see in a table: NaN, scientific notation, a row index."""
+    text = _visible(styler)
+    assert not text_problems(text, "table"), text_problems(text, "table")
+    assert "nan" not in text.lower().split() and "NaN" not in text
+    assert 'class="row_heading' not in styler.to_html(), "no row index"
+    return text
+
+
+def _sampler_frame():
+    from effalign import tables
+    from synthetic import record
+
+    rng = np.random.default_rng(3)
+    recs = [record(sampler, budget, seed, pool=300, pref_accuracy=float(0.5 + 0.01 * seed + rng.normal(0, 0.01)),
+                   pref_margin=float(rng.normal(0.0004, 0.0002)))
+            for sampler in ("random", "isa", "kcenter") for budget in (15, 30) for seed in range(3)]
+    return tables.runs_frame(recs)
+
+
+def test_metrics_view_one_line_cells_reader_names_and_no_empty_columns():
+    frame = _sampler_frame()
+    styler = views.metrics_view(frame, ["pref_accuracy", "pref_margin", "gen_reward"], caption="hh")
+    data = styler.data
+    assert list(data.columns) == ["budget", "sampler", "preference accuracy", "implicit reward margin"], \
+        "readers' names; no column for a metric the runs lack; seeds moved into the caption"
+    assert styler.caption.startswith("hh: mean ± half-width of the 95% t interval over 3 seeds")
+    cells = data["preference accuracy"].tolist()
+    assert all(views.NBSP + "±" + views.NBSP in c and "\n" not in c and " " not in c for c in cells), cells
+    assert list(data["budget"])[:3] == ["5% (15)", "", ""], "a group is named once"
+    assert list(data["sampler"])[:3] == ["isa", "kcenter", "random"], "ISA first within each budget"
+    text = _assert_readable(styler)
+    assert "0.000" not in text.split(), "no mean written with more digits than its interval carries"
+
+
+def test_paired_and_headline_views_fit_and_name_the_primary_contrast():
+    from effalign import findings, tables
+
+    frame = _sampler_frame()
+    diffs = tables.paired_differences(frame, "pref_accuracy", primary=("isa", 0.1))
+    styler = views.paired_view({"hh": diffs, "testbed": diffs})
+    data = styler.data
+    assert list(data.columns) == ["track", "budget", "sampler", "minus random", "95% interval", "p (Holm)", "MDE"]
+    assert "isa (primary)" in set(data["sampler"]) and "paired by seed" in styler.caption
+    assert data["track"].tolist().count("hh") == 1
+    _assert_readable(styler)
+    assert "track" not in views.paired_view({"hh": diffs}).data.columns
+
+    headline = pd.DataFrame({"track": ["hh"] * 3, "metric": ["pref_accuracy"] * 3,
+                             "claim": ["plateau", "small subset", "sampler"], "rule": ["P", "E", "S"],
+                             "contrast": ["y(N) − y(N/2), default arm", "isa at 10% − whole pool", "isa − random at 10%"],
+                             "estimate": [0.01, np.nan, -0.02], "lo": [-0.01, np.nan, -0.05],
+                             "hi": [0.03, np.nan, 0.01], "p": [0.2, np.nan, 0.3], "margin": [0.02, 0.02, np.nan],
+                             "mde": [0.04, np.nan, 0.05], "smallest margin shown": [0.03, np.nan, np.nan],
+                             "seeds": [3, 0, 3], "verdict": ["not resolved", "not resolved", "not resolved"]})
+    head = views.headline_view(headline)
+    assert list(head.data.columns) == ["track", "claim", "estimate", "95% interval", "p", "margin", "MDE", "seeds",
+                                       "verdict"]
+    assert head.data["track"].tolist() == ["hh (preference accuracy)", "", ""]
+    assert head.data["95% interval"].tolist()[1] == "—"
+    _assert_readable(head)
+    assert "seeds" not in views.headline_view(headline.assign(seeds=3)).data.columns
+    assert findings.headline_frame({}).empty and views.headline_view(findings.headline_frame({})).data.empty
+
+
+def test_size_fit_and_gain_views():
+    from effalign import findings, tables
+    from effalign.verdicts import AnalysisPlan
+
+    rng = np.random.default_rng(1)
+    rows = [{"key": f"{n}-{s}", "label": "full" if n == 400 else "random", "fraction": n / 400, "seed": s,
+             "n_train": n, "pool_size": 400, "pref_accuracy": 0.8 - 0.3 * np.exp(-n / 60) + rng.normal(0, 0.01)}
+            for s in range(3) for n in (8, 20, 40, 100, 200, 400)]
+    frame = pd.DataFrame(rows)
+    sizes = views.size_means_view({"hh": ("pref_accuracy", tables.summarize(frame, "pref_accuracy", by=["n_train"]))})
+    assert list(sizes.data.columns) == ["track", "metric", "pairs", "share of pool", "mean", "95% interval"]
+    assert sizes.data["metric"].tolist()[:2] == ["preference accuracy", ""] and "3 seeds" in sizes.caption
+    _assert_readable(sizes)
+
+    outcome = findings.scaling_outcome(frame, "pref_accuracy", n_boot=20)
+    fit = views.fit_view({"hh": outcome, "testbed": findings.scaling_outcome(None, "gen_reward")})
+    data = fit.data
+    assert list(data.columns) == ["track", "form", "standing", "Akaike weight", "lack-of-fit p", "plateau",
+                                  "n95 (pairs)", "note"]
+    assert set(data["form"]) >= {"exponential plateau", "straight line"} and "favoured" in set(data["standing"])
+    assert data.loc[data["track"] == "testbed", "standing"].tolist() == ["no fit"]
+    assert "no runs are stored" in data["note"].iloc[-1], "the note is kept whole"
+    html = fit.to_html()
+    assert "text wrap" in html, "the note and names wrap instead of widening the table"
+    _assert_readable(fit)
+    weights = [w for w in data["Akaike weight"] if w not in ("—",)]
+    assert all(w == "< 0.001" or 0 <= float(w) <= 1 for w in weights)
+
+    sat = findings.saturation(frame, "pref_accuracy", AnalysisPlan(primary_metric={"hh": "pref_accuracy"}))
+    gains = views.gains_view({"hh": sat})
+    assert list(gains.data.columns) == ["track", "share of pool", "pairs", "gain", "95% interval"]
+    assert gains.data["gain"].iloc[-1].startswith("+") and "3 seeds" in gains.caption
+    _assert_readable(gains)
+
+
+#: A profile's ``common`` in the keys used before designs (no ``common.design``): the views still read it.
+LEGACY = {
+    "tracks": {"hh": {"metric": "pref_accuracy", "secondary": ["pref_margin"], "data": {"source": "hh-harmless"}}},
+    "analysis": {"primary_budget": 0.1, "plateau_delta": {"hh": 0.02}, "equivalence_margin": {"hh": 0.02}},
+    "samplers": ["random", "isa", "kcenter"], "budgets": [0.05, 0.1, 0.25], "seeds": [0, 1, 2],
+    "scaling_fractions": [0.05, 0.1, 0.25, 0.5, 1.0], "scaling_seeds": [0, 1, 2],
+    "ablation": [{"dim": 8}], "ablation_budget": 0.1,
+}
+
+
+def test_sampler_and_ablation_statements_follow_the_parameters():
+    from effalign.book import load_profile
+
+    for profile in ("smoke", "default", "paper"):
+        c = load_profile(profile)["common"]
+        samplers = views.profile_samplers(c)
+        design = c["design"]
+        assert samplers[:2] == [design["primary"]["baseline"], design["primary"]["sampler"]]
+        assert set(samplers[2:]) == set(design["grids"]["samplers"]["samplers"]), "the samplers at the primary budget"
+        said = views.sampler_statements(samplers)
+        assert len(said) == len(samplers) and all("a sampler of effalign.samplers" not in s for s in said)
+        variants, budget = views.profile_ablation(c)
+        ablation = design["grids"].get("ablation")
+        assert variants == [e["params"] for e in (ablation or {}).get("samplers", [])]
+        assert budget == (ablation["fractions"][0] if ablation else design["primary"]["fraction"])
+        lines = views.ablation_statements(variants, budget)
+        text = " ".join(lines)
+        assert len(lines) == (1 + len(variants) if variants else 1)
+        changed = {k for v in variants for k in v}
+        for setting in views.ISA_SETTINGS:
+            assert (f"`{setting}`" in text) == (setting in changed), (profile, setting)
+    assert views.profile_samplers(LEGACY) == LEGACY["samplers"]
+    assert views.profile_ablation(LEGACY) == ([{"dim": 8}], 0.1)
+    one = views.ablation_statements([{"dim": 4}], 0.25)
+    assert "25% of the pool" in one[0] and "default 32" in one[0] and "`dim` = 4 instead of 32" in one[1]
+    assert "no ISA ablation" in views.ablation_statements([], 0.05)[0]
+
+
+def test_arm_labels_and_exercise_cost():
+    assert views.arm_labels([("hh", "default"), ("testbed", "default")]) == {("hh", "default"): "hh",
+                                                                               ("testbed", "default"): "testbed"}
+    two = views.arm_labels([("hh", "default"), ("hh", "equal_steps")])
+    assert two[("hh", "equal_steps")] == "hh, equal_steps arm"
+    similar = pd.DataFrame({"seconds": [100.0, 140.0], "device_name": ["CPU: x", "CPU: x"]})
+    said = views.exercise_cost(similar, 6, "Exercise 3")
+    assert said.startswith("Exercise 3 trains 6 new runs") and "120 s each" in said and "about 12 minutes" in said
+    assert "a minute or less in all" in views.exercise_cost(similar.assign(seconds=4.0), 8, "Exercise 2")
+    assert "needs no new run" in views.exercise_cost(similar, 0, "Exercise 1")
+    assert "no similar run is stored" in views.exercise_cost(similar.iloc[:0], 2, "Exercise 2")
+
+
+def _overrides(command: str) -> dict:
+    """The papermill overrides ``python -m effalign book`` builds from an exercise's command line."""
+    import shlex
+
+    import yaml
+
+    from effalign.cli import build_parser
+
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "effalign"]
+    args = build_parser().parse_args(words[3:])
+    out = {}
+    for text in args.yaml or []:
+        out.update(yaml.safe_load(text))
+    out.update({name: yaml.safe_load(text) for name, text in args.parameter or []})
+    return out
+
+
+def _run_keys(common: dict) -> set[str]:
+    from effalign.design import design_grids
+    from effalign.experiment import expand_grid
+
+    return {s.key for g in design_grids({"common": common}).values() for s in expand_grid(g)}
+
+
+def _chapters(common: dict, plan) -> dict:
+    first = common.get("seeds", [0])[0] if not common.get("design") else 0
+    frames = {(t, "arm"): pd.DataFrame({"seed": [first] * 2, "seconds": [60.0, 120.0], "device_name": "CPU: x",
+                                        "label": "isa", "fraction": plan.primary_budget}) for t in common["tracks"]}
+    return {"02_scaling": views.scaling_exercises(common, plan, frames),
+            "03_samplers": views.sampler_exercises(common, plan, {t: f for (t, _), f in frames.items()}),
+            "05_findings": views.findings_exercises(common, plan)}
+
+
+def _check_exercises(chapters: dict) -> None:
+    for name, exercises in chapters.items():
+        assert 2 <= len(exercises.items) <= 3
+        text = exercises._repr_markdown_()
+        assert not text_problems(text, name)
+        for _, command, _ in exercises.items:
+            assert command.startswith(f"python -m effalign book --only {name}") and f"`{command}`" in text
+        if name != "05_findings":
+            note = exercises.notes[0]
+            reading = sum(1 for _, command, _ in exercises.items if "run_missing" not in command)
+            assert ("Exercises 1 and 2 read" in note) == (reading == 2) and ("Exercise 1 reads" in note) == (reading == 1)
+            assert f"Exercise {len(exercises.items)} (" in note and "in all on the same machine" in note
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "paper"])
+def test_exercises_are_exact_commands_whose_no_training_runs_are_in_the_profile(profile):
+    """Design profiles: every command parses with the CLI, its parameters apply to the profile and give a
+    valid plan; an exercise that trains nothing asks only for runs of the profile's own grids."""
+    from effalign.book import load_profile, notebook_parameters
+    from effalign.design import analysis_plan
+
+    prof = load_profile(profile)
+    c = prof["common"]
+    plan = analysis_plan(c)
+    stored = _run_keys(c)
+    chapters = _chapters(c, plan)
+    _check_exercises(chapters)
+    for name, exercises in chapters.items():
+        for _, command, question in exercises.items:
+            over = _overrides(command)
+            assert not [k for k in over if k.startswith("analysis.")], "the design fixes the analysis"
+            params = notebook_parameters(prof, name, None, over)  # the dotted names resolve
+            new = {**c, **{k: params[k] for k in ("tracks", "design", "analysis")}}
+            changed = analysis_plan(new)  # the design still validates
+            keys = _run_keys(new)
+            if over.get("run_missing") is True:
+                assert "trains" in question.lower() and keys - stored, "an exercise that trains asks for new runs"
+                continue
+            assert keys <= stored, f"{command}: asks for runs the profile does not have"
+            assert changed != plan or name == "02_scaling", command
+            for key, value in over.items():
+                if key.startswith("tracks.") and key.endswith(".metric"):
+                    assert value in c["tracks"][key.split(".")[1]]["secondary"], "an endpoint the runs record"
+
+
+def test_exercises_of_a_legacy_profile():
+    """Without a design the exercises change the legacy keys (``analysis``, ``scaling_*``, ``ablation``)."""
+    from effalign.book import notebook_parameters
+    from effalign.verdicts import AnalysisPlan
+
+    plan = AnalysisPlan.from_profile(LEGACY["analysis"], LEGACY["tracks"])
+    chapters = _chapters(LEGACY, plan)
+    _check_exercises(chapters)
+    for name, exercises in chapters.items():
+        for _, command, _ in exercises.items:
+            over = _overrides(command)
+            params = notebook_parameters({"profile": "legacy", "common": LEGACY}, name, None, over)
+            if over.get("run_missing") is True:
+                continue
+            AnalysisPlan.from_profile(params["analysis"], params["tracks"])
+            if "scaling_fractions" in over:
+                assert set(over["scaling_fractions"]) <= set(LEGACY["scaling_fractions"]) and len(over["scaling_fractions"]) >= 4
+            if "analysis.primary_budget" in over:
+                assert over["analysis.primary_budget"] in LEGACY["budgets"]
+    commands = " ".join(c for e in chapters.values() for _, c, _ in e.items)
+    for key in ("analysis.plateau_delta.hh", "scaling_fractions", "analysis.primary_budget", "ablation",
+                "analysis.equivalence_margin.hh", "analysis.alpha"):
+        assert key in commands, key

@@ -249,8 +249,9 @@ def page_problems(chapter: str, page: str, html_root: Path, min_figures: int = 0
 
 
 #: Measures the page after it loaded and appends the result as JSON in ``pre#check-book-result``:
-#: the content column's width, every table's width (with its first header cells), every
-#: image's load state and the page's height.
+#: the content column's width, every table's width and the width of it a reader sees (less than the
+#: column inside an output area that scrolls or clips), with its first header cells, every image's
+#: load state and position on the page, and the page's height.
 MEASURE_JS = """
 window.addEventListener('load', function () {
   setTimeout(function () {
@@ -260,11 +261,22 @@ window.addEventListener('load', function () {
     article.querySelectorAll('table').forEach(function (t, i) {
       var heads = Array.prototype.slice.call(t.querySelectorAll('th, td'), 0, 4)
         .map(function (c) { return c.textContent.trim().slice(0, 30); }).filter(Boolean);
-      tables.push({index: i + 1, width: Math.max(t.getBoundingClientRect().width, t.scrollWidth), head: heads.join(' | ')});
+      // the width a reader sees: the content column, or less where an ancestor clips or scrolls
+      var visible = column;
+      for (var el = t.parentElement; el && el !== article.parentElement; el = el.parentElement) {
+        var overflow = window.getComputedStyle(el).overflowX;
+        if (overflow === 'auto' || overflow === 'scroll' || overflow === 'hidden' || overflow === 'clip') {
+          visible = Math.min(visible, el.clientWidth);
+        }
+      }
+      tables.push({index: i + 1, width: Math.max(t.getBoundingClientRect().width, t.scrollWidth), visible: visible,
+                   head: heads.join(' | ')});
     });
     var images = [];
     document.querySelectorAll('article img').forEach(function (im) {
-      images.push({src: im.getAttribute('src') || '', ok: im.complete && im.naturalWidth > 0});
+      var box = im.getBoundingClientRect();
+      images.push({src: im.getAttribute('src') || '', ok: im.complete && im.naturalWidth > 0,
+                   top: box.top + window.scrollY, bottom: box.bottom + window.scrollY});
     });
     var out = document.createElement('pre');
     out.id = 'check-book-result';
@@ -289,16 +301,18 @@ def measured(dom: str) -> dict[str, Any] | None:
 
 
 def layout_problems(chapter: str, result: Mapping[str, Any] | None, tolerance: float = 1.0) -> list[str]:
-    """Problems in a page's measurement: tables wider than the content column, images that did
-    not load (``result`` None: the measurement did not run)."""
+    """Problems in a page's measurement: tables wider than the content column or than the part of it
+    their output area shows, images that did not load (``result`` None: the measurement did not run)."""
     if result is None:
         return [f"{chapter}: the page did not finish loading in the browser (no measurement)"]
     problems = []
     column = float(result["column"])
     for table in result.get("tables", []):
-        if float(table["width"]) > column + tolerance:
+        visible = min(float(table.get("visible", column)), column)
+        if float(table["width"]) > visible + tolerance:
+            inside = "" if visible >= column - tolerance else f", and {visible:.0f} px of it show (the rest scrolls)"
             problems.append(f"{chapter}: table {table['index']} ({table['head'] or 'no header'}) is "
-                            f"{float(table['width']):.0f} px wide, the content column {column:.0f} px "
+                            f"{float(table['width']):.0f} px wide, the content column {column:.0f} px{inside} "
                             f"at a {result.get('viewport', '?')} px window")
     for image in result.get("images", []):
         if not image.get("ok"):

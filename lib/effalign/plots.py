@@ -7,13 +7,16 @@ outcomes of :mod:`effalign.findings`.
 
 - :func:`plot_scaling` / :func:`plot_scaling_outcome`: the descriptive scaling fits on the per-size
   means (or, without one, the measured points, :func:`plot_metric_vs_n`); :func:`plot_metrics_vs_n`:
-  small multiples; :func:`plot_claims`: each claim's contrast against its margin;
+  small multiples; :func:`plot_claims`: each claim's contrast against its margin; :func:`plot_scorecard`:
+  every claim on every track with its verdict, estimate, interval, margin and MDE (one figure);
 - :func:`plot_lengths`, :func:`plot_embedding_2d`, :func:`plot_isa_scores`: the data and ISA;
 - :func:`plot_sampler_comparison`, :func:`plot_paired_differences`, :func:`plot_ablation`:
   samplers at fixed budgets;
 - :func:`plot_loss_curves`, :func:`plot_cost`, :func:`plot_compute_tradeoff`: training and cost.
 
-:data:`METRIC_LABELS` maps metric names to axis labels with units.
+:data:`METRIC_LABELS` maps metric names to axis labels with units (:func:`metric_name`,
+:func:`metric_unit` split them); :func:`sampler_style` gives each sampler one colour and marker in
+every figure, ISA heavier.
 """
 
 from __future__ import annotations
@@ -105,6 +108,61 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
+def metric_name(metric: str) -> str:
+    """The metric's name for a reader without its unit ("gold reward"); the name itself when unknown."""
+    label = metric_label(metric)
+    return label.rsplit(" (", 1)[0] if label.endswith(")") and " (" in label else label
+
+
+def metric_unit(metric: str) -> str:
+    """The unit of a metric's label ("share of constraints met"); empty when unknown."""
+    label = metric_label(metric)
+    return label.rsplit(" (", 1)[1][:-1] if label.endswith(")") and " (" in label else ""
+
+
+#: One colour and marker per sampler in every figure (Okabe–Ito colours, distinguishable with the
+#: common colour-vision deficiencies): ISA black and drawn heavier, random grey; earlier names of a
+#: renamed sampler share its style.
+SAMPLER_STYLES: dict[str, tuple[str, str]] = {
+    "isa": ("#000000", "o"),
+    "random": ("#8C8C8C", "s"),
+    "kcenter": ("#56B4E9", "^"),
+    "cluster": ("#009E73", "v"),
+    "longest": ("#E69F00", "D"),
+    "ref_margin_low": ("#0072B2", "<"),
+    "ref_margin_high": ("#D55E00", ">"),
+    "difficulty": ("#CC79A7", "P"),
+    "full": ("#5D3A9B", "*"),
+}
+_STYLE_ALIASES = {"margin_low": "ref_margin_low", "margin_high": "ref_margin_high"}
+_SPARE = (("#F0E442", "X"), ("#882255", "h"), ("#44AA99", "p"), ("#999933", "8"))
+
+
+def sampler_style(label: str) -> dict[str, Any]:
+    """Colour, marker, line width, marker size and drawing order of a sampler label in every figure
+    (``isa (score=entropy)`` takes ISA's colour with its own marker; ISA itself is drawn heaviest)."""
+    base = str(label).split(" (", 1)[0]
+    base = _STYLE_ALIASES.get(base, base)
+    if base in SAMPLER_STYLES:
+        color, marker = SAMPLER_STYLES[base]
+    else:
+        color, marker = _SPARE[sum(map(ord, base)) % len(_SPARE)]
+    variant = label != base and " (" in str(label)
+    if variant:
+        markers = "sD^v<>PXh"
+        marker = markers[sum(map(ord, str(label))) % len(markers)]
+    main = base == "isa" and not variant
+    return {"color": color, "marker": marker, "lw": 2.6 if main else 1.3, "ms": 8 if main else 5.5,
+            "zorder": 5 if main else 3}
+
+
+def _emphasise_isa(labels: Any) -> None:
+    """Bold tick or legend labels of the default ISA."""
+    for text in labels:
+        if text.get_text().split(" @ ")[0].split(" (primary")[0] == "isa":
+            text.set_fontweight("bold")
+
+
 def _axes(ax: Any, figsize: tuple[float, float] = (6.4, 4.2)) -> Any:
     import matplotlib.pyplot as plt
 
@@ -192,49 +250,59 @@ def plot_isa_scores(frame: Any, *, title: str | None = None) -> Any:
     return fig
 
 
-def _errorbar_groups(ax: Any, frame: Any, x: str, hue: str, *, dodge: float = 0.0, xscale: float = 1.0) -> None:
-    import numpy as np
-    import seaborn as sns
-
-    labels = list(dict.fromkeys(frame[hue]))
-    colors = sns.color_palette("colorblind", n_colors=max(len(labels), 1))
-    offsets = np.linspace(-dodge, dodge, len(labels)) if len(labels) > 1 else [0.0]
-    for lab, color, off in zip(labels, colors, offsets):
-        g = frame[frame[hue] == lab].sort_values(x)
-        xs = g[x].to_numpy(dtype=float) * xscale * (1 + off)
-        mean = g["mean"].to_numpy(dtype=float)
-        lo = np.where(np.isfinite(g["lo"]), g["lo"], mean)
-        hi = np.where(np.isfinite(g["hi"]), g["hi"], mean)
-        ax.errorbar(xs, mean, yerr=[mean - lo, hi - mean], fmt="o-", color=color, capsize=3, ms=5, lw=1.2, label=lab)
+def _budget_label(fraction: float, pairs: float | None = None) -> str:
+    share = f"{fraction * 100:.3g}%"
+    return share if pairs is None or pairs != pairs else f"{share}\n({pairs:,.0f} pairs)"
 
 
 def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseline: float | None = None,
                             title: str | None = None) -> Any:
-    """Mean metric (interval over seeds) of each sampler at each budget (`effalign.tables.summarize`);
-    ``baseline`` draws the untrained policy's value."""
-    ax = _axes(ax)
+    """Mean metric (interval over seeds) of each sampler at each budget (`effalign.tables.summarize`):
+    the budgets side by side on the x axis (share of the pool and pairs), the samplers dodged within
+    each, one colour and marker per sampler (:func:`sampler_style`, ISA heavier); ``baseline``
+    draws the untrained policy's value."""
+    import numpy as np
+
+    ax = _axes(ax, (7.6, 4.4))
     if summary is None or len(summary) == 0:
         _empty(ax, "runs")
     else:
-        _errorbar_groups(ax, summary, "fraction", "label", dodge=0.06, xscale=100)
-        ax.set_xscale("log")
-        ticks = sorted(set((summary["fraction"] * 100).round(2)))
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{t:g}%" for t in ticks])
-        ax.minorticks_off()
+        fractions = sorted(set(summary["fraction"].round(6)))
+        labels = sorted(set(summary["label"]), key=lambda lab: (lab != "isa", lab != "random", lab))
+        width = min(0.8, 0.1 * len(labels))
+        offsets = np.linspace(-width / 2, width / 2, len(labels)) if len(labels) > 1 else [0.0]
+        for lab, off in zip(labels, offsets):
+            g = summary[summary["label"] == lab]
+            xs = [fractions.index(round(f, 6)) + off for f in g["fraction"]]
+            mean = g["mean"].to_numpy(dtype=float)
+            lo = np.where(np.isfinite(g["lo"]), g["lo"], mean)
+            hi = np.where(np.isfinite(g["hi"]), g["hi"], mean)
+            st = sampler_style(lab)
+            ax.errorbar(xs, mean, yerr=[mean - lo, hi - mean], fmt=st["marker"], color=st["color"], ms=st["ms"],
+                        capsize=3, elinewidth=st["lw"], capthick=st["lw"], zorder=st["zorder"], label=lab)
+        pairs = summary.groupby(summary["fraction"].round(6))["n_train"].mean() if "n_train" in summary else {}
+        ax.set_xticks(range(len(fractions)))
+        ax.set_xticklabels([_budget_label(f, pairs.get(f) if len(pairs) else None) for f in fractions])
+        for k in range(1, len(fractions)):
+            ax.axvline(k - 0.5, color="0.85", lw=1)
+        ax.set_xlim(-0.5, len(fractions) - 0.5)
+        ax.grid(axis="x", visible=False)
     if baseline is not None and baseline == baseline:
         ax.axhline(baseline, color="0.5", ls=":", lw=1, label="untrained policy")
     _legend_outside(ax, "sampler")
-    ax.set_xlabel("training budget (share of the pool, %, log scale)")
+    if ax.get_legend() is not None:
+        _emphasise_isa(ax.get_legend().get_texts())
+    ax.set_xlabel("training budget (% of the pool; pairs)")
     ax.set_ylabel(metric_label(metric))
-    ax.set_title(title or f"Samplers at fixed budgets: {metric}")
+    ax.set_title(title or f"Samplers at fixed budgets: {metric_name(metric)}")
     return ax
 
 
 def _intervals_by_row(ax: Any, mean: Any, lo: Any, hi: Any, labels: Sequence[str],
                       colors: Sequence[str] | None = None) -> None:
     """One row per entry, top to bottom: a point at ``mean`` with its interval (a missing bound
-    collapses to the point), labelled on the y axis."""
+    collapses to the point), labelled on the y axis. A colour ``"sampler:<label>"`` takes that
+    sampler's style (:func:`sampler_style`)."""
     import numpy as np
 
     mean = np.asarray(mean, dtype=float)
@@ -242,23 +310,35 @@ def _intervals_by_row(ax: Any, mean: Any, lo: Any, hi: Any, labels: Sequence[str
     hi = np.where(np.isfinite(hi), hi, mean)
     ys = np.arange(len(mean))[::-1]
     for y, m, l, h, c in zip(ys, mean, lo, hi, colors or ["C0"] * len(mean)):
-        ax.errorbar([m], [y], xerr=[[m - l], [h - m]], fmt="o", color=c, capsize=3, ms=5)
+        st = sampler_style(c[len("sampler:"):]) if str(c).startswith("sampler:") else \
+            {"color": c, "marker": "o", "ms": 5, "lw": 1.5, "zorder": 3}
+        ax.errorbar([m], [y], xerr=[[m - l], [h - m]], fmt=st["marker"], color=st["color"], capsize=3, ms=st["ms"],
+                    elinewidth=st["lw"], capthick=st["lw"], zorder=st["zorder"])
     ax.set_yticks(ys)
     ax.set_yticklabels(list(labels))
 
 
 def plot_paired_differences(paired: Any, metric: str, ax: Any = None, *, baseline: str = "random",
                             title: str | None = None) -> Any:
-    """Forest plot: each sampler minus ``baseline`` on the same seeds, mean with t interval, per budget
-    (`effalign.tables.paired_differences`)."""
-    ax = _axes(ax, (6.4, max(2.6, 0.32 * (0 if paired is None else len(paired)) + 1.4)))
+    """Forest plot: each sampler minus ``baseline`` on the same seeds, mean with t interval, grouped by
+    budget (`effalign.tables.paired_differences`); each sampler in its colour, ISA in bold."""
+    ax = _axes(ax, (7.2, max(2.6, 0.34 * (0 if paired is None else len(paired)) + 1.6)))
     if paired is None or len(paired) == 0:
         _empty(ax, "paired runs")
     else:
-        p = paired.reset_index(drop=True)
-        _intervals_by_row(ax, p["mean_diff"], p["lo"], p["hi"], [f"{r.label} @ {r.fraction:.0%}" for r in p.itertuples()])
+        order = paired.assign(_isa_first=paired["label"] != "isa")
+        p = order.sort_values(["fraction", "_isa_first", "label"]).reset_index(drop=True)
+        names = [f"{r.label} @ {r.fraction * 100:.3g}%" + (" (primary)" if getattr(r, "family", "") == "primary" else "")
+                 for r in p.itertuples()]
+        _intervals_by_row(ax, p["mean_diff"], p["lo"], p["hi"], names, [f"sampler:{lab}" for lab in p["label"]])
+        ys = list(range(len(p)))[::-1]
+        for k in range(1, len(p)):
+            if p["fraction"].iloc[k] != p["fraction"].iloc[k - 1]:
+                ax.axhline((ys[k] + ys[k - 1]) / 2, color="0.75", lw=1)
+        _emphasise_isa(ax.get_yticklabels())
     ax.axvline(0, color="0.4", lw=1, ls="--")
-    ax.set_xlabel(f"difference to {baseline} in {metric_label(metric)}")
+    unit = metric_unit(metric)
+    ax.set_xlabel(f"difference to {baseline}, same seed\n({metric_name(metric)}{', ' + unit if unit else ''})")
     ax.set_ylabel("sampler @ budget (share of pool)")
     ax.set_title(title or f"Paired difference to {baseline} (same seed and budget)")
     return ax
@@ -273,10 +353,11 @@ def plot_ablation(summary: Any, metric: str, ax: Any = None, *, reference: str |
         _empty(ax, "ablation runs")
     else:
         s = summary.reset_index(drop=True)
-        colors = ["C1" if lab == reference else "C0" for lab in s["label"]]
-        _intervals_by_row(ax, s["mean"], s["lo"], s["hi"], list(s["label"]), colors)
+        _intervals_by_row(ax, s["mean"], s["lo"], s["hi"], list(s["label"]), [f"sampler:{lab}" for lab in s["label"]])
+        _emphasise_isa(ax.get_yticklabels())
         if reference in set(s["label"]):
-            ax.axvline(float(s.loc[s["label"] == reference, "mean"].iloc[0]), color="C1", lw=1, ls=":")
+            ax.axvline(float(s.loc[s["label"] == reference, "mean"].iloc[0]), color=sampler_style(reference)["color"],
+                       lw=1, ls=":")
     ax.set_xlabel(metric_label(metric))
     ax.set_ylabel("sampler variant")
     ax.set_title(title or "ISA ablation (dotted: default ISA)")
@@ -334,12 +415,17 @@ def plot_compute_tradeoff(summary: Any, metric: str, ax: Any = None, *, title: s
     else:
         data = summary.assign(**{"budget (% of pool)": (summary["fraction"] * 100).round(1)})
         data = data.rename(columns={"label": "sampler"})
-        sns.scatterplot(data=data, x="seconds", y="mean", hue="sampler", size="budget (% of pool)", sizes=(30, 160),
-                        ax=ax)
+        order = sorted(set(data["sampler"]), key=lambda lab: (lab != "isa", lab != "random", lab))
+        sns.scatterplot(data=data, x="seconds", y="mean", hue="sampler", hue_order=order,
+                        palette={lab: sampler_style(lab)["color"] for lab in order}, style="sampler", style_order=order,
+                        markers={lab: sampler_style(lab)["marker"] for lab in order}, size="budget (% of pool)",
+                        sizes=(40, 170), ax=ax)
         _legend_outside(ax)
+        if ax.get_legend() is not None:
+            _emphasise_isa(ax.get_legend().get_texts())
     ax.set_xlabel("run time per seed (seconds: selection, training and evaluation)")
     ax.set_ylabel(metric_label(metric))
-    ax.set_title(title or f"{metric} against compute")
+    ax.set_title(title or f"{metric_name(metric)} against compute")
     return ax
 
 
@@ -391,14 +477,25 @@ def plot_scaling_outcome(outcome: Any, frame: Any = None, ax: Any = None, *, tit
     return ax
 
 
-def plot_metrics_vs_n(frame: Any, metrics: Sequence[str], *, title: str | None = None) -> Any:
-    """Small multiples of `plot_metric_vs_n`, one panel per metric. Returns the Figure."""
+def plot_metrics_vs_n(frame: Any, metrics: Sequence[str], *, title: str | None = None, columns: int = 2) -> Any:
+    """Small multiples of `plot_metric_vs_n`, one panel per metric, at most ``columns`` side by side so
+    that each stays readable at the width of a page; the panel's title names the metric and its y
+    axis the unit. Returns the Figure."""
+    import math
+
     import matplotlib.pyplot as plt
 
     metrics = [m for m in metrics if frame is not None and m in frame] or list(metrics)[:1]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.5), constrained_layout=True, squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        plot_metric_vs_n(frame, m, ax, title=m)
+    cols = max(1, min(columns, len(metrics)))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 0.6, 3.6 * rows + 0.5), constrained_layout=True,
+                             squeeze=False)
+    for ax, m in zip(axes.ravel(), metrics):
+        name = metric_name(m)
+        plot_metric_vs_n(frame, m, ax, title=name[:1].upper() + name[1:])
+        ax.set_ylabel(metric_unit(m) or m)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_visible(False)
     fig.suptitle(title or "Secondary metrics against training pairs")
     return fig
 
@@ -428,6 +525,97 @@ def plot_claims(headline: Any, *, title: str | None = None) -> Any:
         ax.set_ylabel("claim")
         ax.set_title(f"{track}: contrasts, 95% intervals, margins shaded" if track else "claims")
     fig.suptitle(title or "The paper's claims: each contrast against its rule")
+    return fig
+
+
+#: Colours of the three verdicts in the scorecard.
+VERDICT_COLORS = {"holds": "#1B7837", "fails": "#B2182B", "not resolved": "#4D4D4D"}
+
+
+def _verdict_color(verdict: str) -> str:
+    word = str(verdict).split(" (", 1)[0]
+    return VERDICT_COLORS.get(word, "#4D4D4D")
+
+
+def plot_scorecard(headline: Any, *, level: float = 0.95, title: str | None = None) -> Any:
+    """The paper's claims on one figure: one row per claim, one column per track (its metric). Each
+    cell names the claim's rule and verdict (coloured: holds green, fails red, not resolved grey),
+    draws the contrast's estimate with its interval, the margin of an equivalence rule (shaded) and
+    the design's minimum detectable effect (dotted, ±MDE), and writes the numbers under it. Input:
+    :func:`effalign.findings.headline_frame`. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .tables import fmt
+
+    rows = headline if headline is not None else None
+    if rows is None or len(rows) == 0:
+        fig, ax = plt.subplots(figsize=(8, 2.6), constrained_layout=True)
+        _empty(ax, "claims: no runs are stored")
+        ax.set_xlabel("contrast (metric units)")
+        ax.set_ylabel("claim")
+        ax.set_title("Scorecard")
+        fig.suptitle(title or "The paper's claims: verdict, estimate, interval and MDE")
+        return fig
+    tracks = list(dict.fromkeys(rows["track"]))
+    claims = list(dict.fromkeys(rows["claim"]))
+    fig, axes = plt.subplots(len(claims), len(tracks), figsize=(3.9 * len(tracks) + 0.4, 2.45 * len(claims) + 1.1),
+                             squeeze=False, sharex="col", constrained_layout=True)
+    for j, track in enumerate(tracks):
+        sub = rows[rows["track"] == track]
+        spans = [abs(float(v)) for c in ("lo", "hi", "estimate", "margin", "mde") for v in sub[c] if np.isfinite(v)]
+        span = 1.18 * max(spans) if spans else 1.0
+        metric = str(sub["metric"].iloc[0])
+        for i, claim in enumerate(claims):
+            ax = axes[i, j]
+            r = sub[sub["claim"] == claim]
+            ax.set_xlim(-span, span)
+            ax.set_ylim(-1, 1)
+            ax.set_yticks([])
+            ax.axvline(0, color="0.35", lw=1, ls="--")
+            if r.empty:
+                _empty(ax, "claim")
+                ax.set_ylabel(claim)
+                continue
+            r = r.iloc[0]
+            color = _verdict_color(r["verdict"])
+            margin, mde = float(r["margin"]), float(r["mde"])
+            if np.isfinite(margin):
+                ax.axvspan(-margin, margin, color="#1B7837", alpha=0.13, lw=0, label="equivalence margin (±)")
+            if np.isfinite(mde):
+                for x in (-mde, mde):
+                    ax.axvline(x, color="0.45", lw=1.2, ls=":", label="minimum detectable effect (±MDE)" if x < 0 else None)
+            est, lo, hi = float(r["estimate"]), float(r["lo"]), float(r["hi"])
+            if np.isfinite(est):
+                lo_, hi_ = (lo if np.isfinite(lo) else est), (hi if np.isfinite(hi) else est)
+                ax.errorbar([est], [0.45], xerr=[[est - lo_], [hi_ - est]], fmt="o", color=color, ms=8, capsize=5,
+                            elinewidth=2.4, capthick=2.4, zorder=4)
+                numbers = (f"{r['contrast']}\n{fmt(est, 'signed')} ({level:.0%}: {fmt(lo, 'signed')} to "
+                           f"{fmt(hi, 'signed')})\nMDE {fmt(mde)}"
+                           + (f" · margin ±{fmt(margin)}" if np.isfinite(margin) else "")
+                           + f" · {int(r['seeds'])} seed{'s' if int(r['seeds']) != 1 else ''}")
+            else:
+                numbers = f"{r['contrast']}: no estimate\n(the runs it needs are not stored)"
+            ax.text(0.5, -0.42, numbers, transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=9.5,
+                    linespacing=1.25,
+                    color="0.1", zorder=6, bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none",
+                                                 "alpha": 0.9})
+            ax.set_title(f"{claim} (rule {r['rule']}): {r['verdict']}", color=color, fontweight="bold", fontsize=11,
+                         loc="left")
+            ax.grid(axis="y", visible=False)
+        axes[0, j].annotate(f"{track}: {metric_name(metric)}", xy=(0.5, 1.3), xycoords="axes fraction", ha="center",
+                            va="bottom", fontsize=12.5, fontweight="bold")
+        axes[-1, j].set_xlabel(f"contrast in {metric_name(metric)}\n({metric_unit(metric) or 'metric units'})")
+        for i in range(len(claims) - 1):
+            axes[i, j].set_xlabel(" ")
+    handles = {}
+    for ax in axes.ravel():
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center", ncol=len(handles),
+                   frameon=False, fontsize=10)
+    fig.suptitle(title or "The paper's claims: verdict, estimate with interval, margin and MDE", fontsize=13.5)
     return fig
 
 

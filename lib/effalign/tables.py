@@ -60,11 +60,16 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 # ----------------------------------------------------------------------------- formatting
 
 
-def fmt(x: Any, style: str = "num") -> str:
-    """One number for a reader: ``num`` (three decimals below 1, three significant digits up to 1,000,
-    thousands separators above), ``signed`` (the same with a sign: +0.012), ``p`` (0.043, "< 0.001"),
-    ``pct`` (24%), ``int`` (1,234). Undefined (None, NaN, inf) is "—"; magnitudes below 0.001 or from
-    a million on are written ``1.2×10⁻⁴``, never ``1.2e-04``; minus signs are typographic."""
+def fmt(x: Any, style: str = "num", digits: int = 3) -> str:
+    """One number for a reader, the only number formatter of the book's tables and sentences.
+
+    Styles: ``num`` (three decimals below 1, three significant digits up to 1,000, thousands
+    separators above), ``signed`` (the same with a sign: +0.012), ``sig`` (``digits`` significant
+    digits: 0.00117, 3.14, 1,234), ``p`` (0.043, "< 0.001"), ``pct`` (24%, 5%, 5.8%), ``int`` (1,234).
+    Undefined (None, NaN, inf) is "—". No scientific notation: magnitudes below 0.001 keep their
+    significant digits (0.00027), up to a trillion thousands separators (12,345,678); only beyond
+    those (below a millionth, from a trillion on) is a number written ``1.2×10⁻⁷``, never ``1.2e-07``.
+    Minus signs are typographic (−)."""
     if x is None or isinstance(x, str):
         return DASH if x is None else x
     if isinstance(x, (bool, np.bool_)):
@@ -78,12 +83,14 @@ def fmt(x: Any, style: str = "num") -> str:
     if style == "p":
         return "< 0.001" if v < 0.001 else f"{v:.3f}"
     if style == "pct":
-        text = f"{v:.0%}" if abs(v) >= 0.1 or v == 0 else f"{v:.1%}"
+        text = f"{v:.0%}" if abs(v) >= 0.1 or v == 0 else f"{v:.1%}".replace(".0%", "%")
     elif style == "int":
         text = f"{v:,.0f}"
-    elif v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
+    elif v != 0 and (abs(v) >= 1e12 or abs(v) < 1e-6):
         exp = int(math.floor(math.log10(abs(v))))
         text = f"{v / 10**exp:.1f}×10{str(exp).translate(_SUPERSCRIPT)}"
+    elif style == "sig" or (v != 0 and abs(v) < 1e-3):
+        text = _significant(v, digits if style == "sig" else 2)
     elif abs(v) >= 1000:
         text = f"{v:,.0f}"
     elif abs(v) >= 1:
@@ -92,6 +99,16 @@ def fmt(x: Any, style: str = "num") -> str:
         text = f"{v:.3f}"
     sign = "+" if style == "signed" and v > 0 else ""
     return sign + text.replace("-", "−")
+
+
+def _significant(v: float, digits: int) -> str:
+    """``v`` with ``digits`` significant digits, positional, thousands separators."""
+    if v == 0:
+        return "0"
+    if v.is_integer() and abs(v) >= 10 ** (digits - 1):
+        return f"{v:,.0f}"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(v))), 0)
+    return f"{round(v, decimals):,.{decimals}f}"
 
 
 def _style_of(column: str, series: pd.Series) -> str | None:

@@ -1,5 +1,5 @@
-"""Reader-facing views for chapters 01 and 04: readable example pairs, computed notes on what a
-chapter's runs are, a note on negative KL estimates, and the cost table in readable units.
+"""Reader-facing views: readable example pairs, computed notes on what a chapter's runs are, a note on
+negative KL estimates, and tables that fit a page with formatted numbers (:func:`effalign.tables.fmt`).
 
 - :func:`example_pairs`: preference pairs of several selections as stacked, wrapped text blocks
   (prompt, chosen, rejected), optionally folded behind a content note (an HTML display object
@@ -9,7 +9,19 @@ chapter's runs are, a note on negative KL estimates, and the cost table in reada
 - :func:`loss_statements`: how far each run's smoothed training loss fell, against the step-to-step noise;
 - :func:`kl_statements`: why a KL estimate below zero appears, and which runs it concerns;
 - :func:`cost_view`: the cost table (:func:`effalign.tables.cost_table`) with units in the
-  column names and numbers without scientific notation.
+  column names and numbers without scientific notation;
+- :func:`reader_table` and the tables built on it: :func:`size_means_view`, :func:`fit_view`,
+  :func:`gains_view` (scaling), :func:`metrics_view`, :func:`paired_view` (samplers),
+  :func:`headline_view` (the claims): no row index, a group shown once, readers' column names,
+  intervals on one line (:func:`interval_text`, :func:`mean_interval_text`), constant columns
+  moved into the caption;
+- :func:`sampler_statements`, :func:`ablation_statements`: the samplers and ISA variants a profile
+  runs (:func:`profile_samplers`, :func:`profile_ablation`: from its design, or its legacy keys), in
+  words, computed from its parameters; :func:`exercise_cost`: how long an exercise that
+  trains new runs takes, from the stored runs like them;
+- :func:`scaling_exercises`, :func:`sampler_exercises`, :func:`findings_exercises`: each chapter's
+  "What to try", with exact commands (:func:`exercise_command`) whose values come from the build's
+  parameters, so that the exercises meant to read stored runs find them.
 """
 
 from __future__ import annotations
@@ -19,22 +31,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Examples", "cost_view", "example_pairs", "kl_statements", "larger_run_statements", "loss_statements",
-           "significant"]
+from .tables import fmt
 
-
-def significant(x: Any, digits: int = 3) -> str:
-    """``x`` with ``digits`` significant digits, thousands separators and no scientific notation
-    ("—" when undefined)."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "—"
-    x = float(x)
-    if x == 0:
-        return "0"
-    if x.is_integer() and abs(x) >= 10 ** (digits - 1):
-        return f"{x:,.0f}"
-    decimals = max(digits - 1 - math.floor(math.log10(abs(x))), 0)
-    return f"{round(x, decimals):,.{decimals}f}"
+__all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_view", "example_pairs", "exercise_command",
+           "exercise_cost", "findings_exercises", "fit_view", "gains_view", "headline_view", "interval_text", "isa_defaults",
+           "kl_statements", "larger_run_statements", "loss_statements", "mean_interval_text", "metrics_view",
+           "paired_view", "profile_ablation", "profile_samplers", "reader_table", "sampler_exercises",
+           "sampler_statements", "scaling_exercises", "size_means_view"]
 
 
 def _clip(text: str, limit: int) -> str:
@@ -92,7 +95,7 @@ def example_pairs(pool: Sequence[Any], selections: Mapping[str, Sequence[int]], 
             detail = ""
             if sampler is not None and getattr(sampler, "scores_", None) is not None:
                 detail = (f"mixture component {int(sampler.labels_[int(i)])}, "
-                          f"{getattr(sampler, 'score', 'score')} {significant(sampler.scores_[int(i)])}")
+                          f"{getattr(sampler, 'score', 'score')} {fmt(sampler.scores_[int(i)], 'sig')}")
             blocks.append({"group": group, "heading": f"{name}, pair {j + 1} of {min(k, len(idx))}", "detail": detail,
                            "parts": [("prompt", _clip(pair.prompt_text, limit)),
                                      ("chosen response", _clip(pair.chosen_text, limit)),
@@ -173,9 +176,9 @@ def loss_statements(curves: Any, span: int = 10) -> list[str]:
         change = smooth[-1] - smooth[0]
         verb = "fell" if change < 0 else "rose"
         name = label if curves["seed"].nunique() == 1 else f"{label}, seed {seed}"
-        out.append(f"{name}: over {loss.size} steps the moving average {verb} from {significant(smooth[0])} to "
-                   f"{significant(smooth[-1])} nats ({significant(abs(change))}), while single steps scatter "
-                   f"around it with a standard deviation of {significant(noise)} nats.")
+        out.append(f"{name}: over {loss.size} steps the moving average {verb} from {fmt(smooth[0], 'sig')} to "
+                   f"{fmt(smooth[-1], 'sig')} nats ({fmt(abs(change), 'sig')}), while single steps scatter "
+                   f"around it with a standard deviation of {fmt(noise, 'sig')} nats.")
     return out
 
 
@@ -189,7 +192,7 @@ def kl_statements(records: Sequence[Mapping[str, Any]], metric: str = "gen_kl") 
     if not negative:
         return []
     labels = ", ".join(f"{sampler_label(r['spec']['sampler'], r['spec'].get('sampler_params'))} "
-                       f"({significant(r['metrics'][metric])} nats)" for r in negative)
+                       f"({fmt(r['metrics'][metric], 'sig')} nats)" for r in negative)
     exact = [r for r in negative if "gen_kl_samples" in (r.get("metrics") or {})]
     out = [f"A KL divergence is never negative, yet the estimate is below zero for {labels}. These records "
            "estimate KL(policy ‖ reference) by the mean of log π(y|x) − log π_ref(y|x) over responses y "
@@ -205,14 +208,14 @@ def kl_statements(records: Sequence[Mapping[str, Any]], metric: str = "gen_kl") 
 #: cost_table columns shown to readers: (column, header with unit, formatter)
 _COST_COLUMNS = (
     ("label", "run", str),
-    ("n_train", "pairs", lambda v: significant(v, 1)),
+    ("n_train", "pairs", lambda v: fmt(v, "sig", 1)),
     ("device_name", "device", str),
-    ("run_s", "whole run (s)", significant),
-    ("train_s", "training (s)", significant),
-    ("device_hours", "device-hours (h)", significant),
-    ("tokens", "training tokens", lambda v: significant(v, 1)),
-    ("tokens_per_s", "tokens/s", significant),
-    ("peak_gib", "peak memory (GiB)", significant),
+    ("run_s", "whole run (s)", lambda v: fmt(v, "sig")),
+    ("train_s", "training (s)", lambda v: fmt(v, "sig")),
+    ("device_hours", "device-hours (h)", lambda v: fmt(v, "sig")),
+    ("tokens", "training tokens", lambda v: fmt(v, "sig", 1)),
+    ("tokens_per_s", "tokens/s", lambda v: fmt(v, "sig")),
+    ("peak_gib", "peak memory (GiB)", lambda v: fmt(v, "sig")),
 )
 
 
@@ -226,3 +229,672 @@ def cost_view(cost: Any) -> Any:
     skip = {"device_name"} if cost["device_name"].nunique() <= 1 else set()
     data = {header: [fmt(v) for v in cost[col]] for col, header, fmt in _COST_COLUMNS if col in cost and col not in skip}
     return pd.DataFrame(data).style.hide(axis="index")
+
+
+# ----------------------------------------------------------------------------- reader tables (chapters 02, 03, 05)
+
+NBSP = "\u00a0"
+
+
+def interval_text(lo: Any, hi: Any, style: str = "num") -> str:
+    """``[lo, hi]`` that never breaks across lines ("—" when either end is undefined)."""
+    a, b = fmt(lo, style), fmt(hi, style)
+    return "—" if "—" in (a, b) else f"[{a},{NBSP}{b}]"
+
+
+def mean_interval_text(mean: Any, lo: Any, hi: Any) -> str:
+    """``mean ± h`` when the interval is symmetric about the mean (t intervals), else ``mean [lo, hi]``;
+    the mean alone without an interval. One line: the parts are joined by non-breaking spaces."""
+    import numpy as np
+
+    m = fmt(mean)
+    if m == "—" or not (np.isfinite(lo) and np.isfinite(hi)):
+        return m
+    half = (float(hi) - float(lo)) / 2
+    if abs(float(mean)) < 1e-3 <= half:  # no more digits than the interval carries
+        m = fmt(round(float(mean), 3) + 0.0)
+    if math.isclose(float(mean), float(lo) + half, rel_tol=1e-6, abs_tol=1e-9):
+        return f"{m}{NBSP}±{NBSP}{fmt(half)}"
+    return f"{m}{NBSP}{interval_text(lo, hi)}"
+
+
+def reader_table(frame: Any, *, group: Sequence[str] = (), wrap: Sequence[str] = (), text: Sequence[str] = (),
+                 caption: str | None = None) -> Any:
+    """A table of already formatted cells for readers: no row index, the ``group`` columns shown only
+    where their value changes, every column on one line except the ``wrap`` columns (text that may
+    break: notes, names), numbers right-aligned and text (``group``, ``wrap``, ``text`` columns)
+    left-aligned, and an optional caption above. Returns a pandas Styler (HTML in the book)."""
+    import pandas as pd
+
+    out = frame.reset_index(drop=True).copy()
+    for col in group:
+        if col in out:
+            values = out[col].astype(str)
+            out[col] = values.where(values != values.shift(), "")
+    out = out.fillna("—")
+    styles = [{"selector": "th", "props": "text-align: left; vertical-align: bottom;"},
+              {"selector": "td", "props": "white-space: nowrap; text-align: right; vertical-align: top;"},
+              {"selector": "td.text", "props": "text-align: left;"},
+              {"selector": "td.wrap", "props": "white-space: normal; min-width: 8em;"},
+              {"selector": "caption", "props": "caption-side: top; text-align: left; padding-bottom: 0.3em;"}]
+    kinds = {c: ("text wrap" if c in wrap else "text" if c in group or c in text else "") for c in out.columns}
+    classes = pd.DataFrame({c: [kinds[c]] * len(out) for c in out.columns}, index=out.index)
+    styler = (out.style.hide(axis="index").set_table_styles(styles).set_td_classes(classes)
+              .set_table_attributes('class="dataframe reader-table"'))
+    return styler.set_caption(caption) if caption else styler
+
+
+def _budget(fraction: Any, pairs: Any = None) -> str:
+    share = fmt(fraction, "pct")
+    return share if pairs is None or not math.isfinite(float(pairs)) else f"{share} ({fmt(pairs, 'int')})"
+
+
+def _constant(frame: Any, column: str) -> Any:
+    """The value of ``column`` when it is the same in every row, else None."""
+    values = frame[column].dropna().unique() if column in frame else []
+    return values[0] if len(values) == 1 else None
+
+
+def size_means_view(summaries: Mapping[str, tuple[str, Any]], *, level: float = 0.95) -> Any:
+    """Per track (or track and arm): the mean of its metric at each subset size with the t interval
+    over seeds. ``summaries``: label -> (metric, :func:`effalign.tables.summarize` by ``n_train``)."""
+    import pandas as pd
+
+    from .plots import metric_name
+
+    rows = [{"track": label, "metric": metric_name(metric), "pairs": fmt(r["n_train"], "int"),
+             "share of pool": fmt(r["fraction"], "pct"), "seeds": fmt(r["n"], "int"), "mean": fmt(r["mean"]),
+             f"{level:.0%} interval": interval_text(r["lo"], r["hi"])}
+            for label, (metric, s) in summaries.items() for _, r in s.iterrows()]
+    frame = pd.DataFrame(rows)
+    seeds = _constant(frame, "seeds")
+    caption = f"Mean over {seeds} seeds per size, with the {level:.0%} t interval." if seeds else None
+    if seeds:
+        frame = frame.drop(columns="seeds")
+    return reader_table(frame, group=["track", "metric"], caption=caption)
+
+
+#: The curve forms of :mod:`effalign.scaling` in words.
+FORM_NAMES = {"exp_plateau": "exponential plateau", "power_law": "saturating power law", "log_law": "logarithmic law",
+              "linear": "straight line", "constant": "constant"}
+
+
+def fit_view(outcomes: Mapping[str, Any], *, level: float = 0.95) -> Any:
+    """The descriptive fits (rule F) of several tracks or arms (label -> :class:`~effalign.findings.ScalingOutcome`):
+    per form its standing (favoured, identified or not), Akaike weight, lack-of-fit p, plateau with
+    its bootstrap interval, n95 (pairs) and the notes in full."""
+    import pandas as pd
+
+    rows = []
+    for label, outcome in outcomes.items():
+        table = outcome.table()
+        if table.empty:
+            rows.append({"track": label, "form": "—", "standing": "no fit", "Akaike weight": "—", "lack-of-fit p": "—",
+                         "plateau": "—", "n95 (pairs)": "—", "note": outcome.reason})
+            continue
+        for form, r in table.iterrows():
+            standing = "favoured" if r["favoured"] else ("identified" if r["identified"] else "not identified")
+            plateau = fmt(r.get("plateau"))
+            if plateau != "—" and interval_text(r.get("a_lo"), r.get("a_hi")) != "—":
+                plateau += " " + interval_text(r.get("a_lo"), r.get("a_hi"))
+            rows.append({"track": label, "form": FORM_NAMES.get(form, form), "standing": standing,
+                         "Akaike weight": fmt(r["akaike_weight"], "p"), "lack-of-fit p": fmt(r.get("fit_p"), "p"),
+                         "plateau": plateau, "n95 (pairs)": fmt(r.get("n95"), "int"), "note": r.get("note") or ""})
+    caption = (f"Plateau: the fitted level with its {level:.0%} bootstrap interval; n95: the pairs at which the form "
+               "reaches 95% of the whole pool's gain over the untrained policy.")
+    return reader_table(pd.DataFrame(rows), group=["track"], wrap=["form", "standing", "plateau", "note"],
+                        caption=caption)
+
+
+def gains_view(saturations: Mapping[str, Mapping[str, Any]], *, level: float = 0.95) -> Any:
+    """Rule G per track (label -> :func:`effalign.findings.saturation`): each size's gain over the
+    untrained policy with its interval."""
+    import pandas as pd
+
+    rows = [{"track": label, "share of pool": fmt(r["fraction"], "pct"), "pairs": fmt(r["n_train"], "int"),
+             "gain": fmt(r["gain"], "signed"), f"{level:.0%} interval": interval_text(r["lo"], r["hi"], "signed"),
+             "seeds": fmt(r["seeds"], "int")}
+            for label, sat in saturations.items() for _, r in sat["gains"].iterrows()]
+    frame = pd.DataFrame(rows, columns=["track", "share of pool", "pairs", "gain", f"{level:.0%} interval", "seeds"])
+    seeds = _constant(frame, "seeds")
+    if seeds:
+        frame = frame.drop(columns="seeds")
+    caption = "Gain: the metric minus the untrained policy's, paired by seed" + (f", {seeds} seeds." if seeds else ".")
+    return reader_table(frame, group=["track"], caption=caption)
+
+
+def metrics_view(frame: Any, metrics: Sequence[str], *, level: float = 0.95, caption: str | None = None) -> Any:
+    """Per sampler and budget of one track: each metric as ``mean ± half-width`` of its t interval
+    over seeds (one column per metric, named for readers)."""
+    import pandas as pd
+
+    from .plots import metric_name
+    from .tables import summarize
+
+    cols: dict[str, list[str]] = {}
+    keys = None
+    for m in metrics:
+        if frame is None or m not in frame:
+            continue
+        s = summarize(frame, m, level=level)
+        s = s.assign(_isa=s["label"] != "isa").sort_values(["fraction", "_isa", "label"])
+        if keys is None:
+            keys = s[["label", "fraction", "n_train", "n"]].reset_index(drop=True)
+        cols[metric_name(m)] = [mean_interval_text(r["mean"], r["lo"], r["hi"]) for _, r in s.iterrows()]
+    if keys is None:
+        return reader_table(pd.DataFrame(columns=["sampler", "budget"]), caption=caption)
+    out = pd.DataFrame({"budget": [_budget(f, n) for f, n in zip(keys["fraction"], keys["n_train"])],
+                        "sampler": keys["label"], "seeds": [fmt(n, "int") for n in keys["n"]], **cols})
+    seeds = _constant(out, "seeds")
+    if seeds:
+        out = out.drop(columns="seeds")
+    note = (f"mean ± half-width of the {level:.0%} t interval over {seeds + ' ' if seeds else ''}seeds; "
+            "budget: share of the pool (pairs)")
+    if seeds == "1":
+        note = "one run each, so no interval over seeds; budget: share of the pool (pairs)"
+    return reader_table(out, group=["budget"], text=["sampler"],
+                        caption=f"{caption}: {note}" if caption else note[0].upper() + note[1:])
+
+
+def paired_view(diffs: Mapping[str, Any], *, level: float = 0.95, baseline: str = "random") -> Any:
+    """Paired differences (track -> :func:`effalign.tables.paired_differences`): each sampler minus
+    ``baseline`` per budget, with the interval, the p-value (the primary contrast marked and
+    unadjusted; the others Holm-adjusted) and the minimum detectable effect."""
+    import pandas as pd
+
+    rows = []
+    for track, d in diffs.items():
+        d = d.assign(_isa=d["label"] != "isa").sort_values(["fraction", "_isa", "label"])
+        for _, r in d.iterrows():
+            primary = r.get("family") == "primary"
+            rows.append({"track": track, "budget": _budget(r["fraction"], r.get("n_train")),
+                         "sampler": r["label"] + (" (primary)" if primary else ""), "seeds": fmt(r["n_seeds"], "int"),
+                         f"minus {baseline}": fmt(r["mean_diff"], "signed"),
+                         f"{level:.0%} interval": interval_text(r["lo"], r["hi"], "signed"),
+                         "p (Holm)": fmt(r["p_adj"], "p"), "MDE": fmt(r["mde"]), "method": r.get("method", "")})
+    cols = ["track", "budget", "sampler", "seeds", f"minus {baseline}", f"{level:.0%} interval", "p (Holm)", "MDE", "method"]
+    frame = pd.DataFrame(rows, columns=cols)
+    notes = [f"p (Holm): Holm-adjusted over the family; the primary contrast is tested alone, unadjusted. MDE: the "
+             "smallest difference the design detects at the plan's power"]
+    for col, what in (("seeds", "seeds"), ("method", "")):
+        value = _constant(frame, col)
+        if value:
+            frame = frame.drop(columns=col)
+            notes.append(f"{value} {what}".strip())
+    if len(diffs) == 1:
+        frame = frame.drop(columns="track")
+    return reader_table(frame, group=["track", "budget"], wrap=["sampler"], caption="; ".join(notes) + ".")
+
+
+def headline_view(headline: Any, *, level: float = 0.95) -> Any:
+    """The claims' table (:func:`effalign.findings.headline_frame`) for readers: per track and claim
+    the contrast, estimate, interval, p (TOST for rules P and E, the t-test for S), margin, MDE and
+    the verdict."""
+    import pandas as pd
+
+    from .plots import metric_name
+
+    rows = [{"track": f"{r['track']} ({metric_name(r['metric'])})", "claim": f"{r['claim']} (rule {r['rule']}): {r['contrast']}",
+             "estimate": fmt(r["estimate"], "signed"), f"{level:.0%} interval": interval_text(r["lo"], r["hi"], "signed"),
+             "p": fmt(r["p"], "p"), "margin": fmt(r["margin"]), "MDE": fmt(r["mde"]), "seeds": fmt(r["seeds"], "int"),
+             "verdict": r["verdict"]}
+            for _, r in headline.iterrows()] if headline is not None and len(headline) else []
+    frame = pd.DataFrame(rows, columns=["track", "claim", "estimate", f"{level:.0%} interval", "p", "margin", "MDE",
+                                        "seeds", "verdict"])
+    seeds = _constant(frame, "seeds")
+    notes = ["p: two one-sided tests against the margin for rules P and E, the paired t-test for rule S"]
+    if seeds:
+        frame = frame.drop(columns="seeds")
+        notes.append(f"{seeds} seeds each")
+    return reader_table(frame, group=["track"], wrap=["track", "claim", "verdict"], caption="; ".join(notes) + ".")
+
+
+# ----------------------------------------------------------------------------- what a chapter runs, in words
+
+#: What each sampler picks, in a few words (earlier names of renamed samplers included).
+SAMPLER_DESCRIPTIONS = {
+    "random": "a uniform draw",
+    "isa": "our reading of the paper's information-theoretic sampler (mixture surprisal per component)",
+    "kcenter": "a greedy farthest-first coreset on ISA's features (diversity)",
+    "cluster": "k-means with one cluster per pair of the budget, the pair nearest each centroid",
+    "longest": "the longest chosen responses (Zhao et al. 2024)",
+    "ref_margin_low": "the smallest log-probability margin of chosen over rejected under the untrained reference",
+    "ref_margin_high": "the largest log-probability margin of chosen over rejected under the untrained reference",
+    "margin_low": "the smallest log-probability margin of chosen over rejected under the untrained reference "
+                  "(the earlier name of ref_margin_low)",
+    "margin_high": "the largest log-probability margin of chosen over rejected under the untrained reference "
+                   "(the earlier name of ref_margin_high)",
+    "difficulty": "the smallest implicit-reward gap of a DPO model trained on a disjoint part of the pool "
+                  "(Qi et al. 2025)",
+}
+
+#: ISA's settings in words (:class:`effalign.samplers.ISASampler`).
+ISA_SETTINGS = {
+    "score": "the score ISA ranks pairs by",
+    "n_components": "the number of mixture components",
+    "dim": "the PCA dimension of the features",
+    "temperature": "the temperature of the Gumbel-top-k draw (standard deviations; 0: plain top-k)",
+    "covariance_type": "the mixture's covariance type",
+    "stratify": "whether the budget is split over the components",
+    "standardize": "whether the features are standardised",
+    "n_init": "the mixture's restarts",
+}
+
+
+def _sampler_name(entry: Any) -> str:
+    if isinstance(entry, Mapping):
+        from .tables import sampler_label
+
+        return sampler_label(entry.get("name", "?"), entry.get("params"))
+    return str(entry)
+
+
+def sampler_statements(samplers: Sequence[Any]) -> list[str]:
+    """One line per sampler of the profile (:func:`profile_samplers`): its name and what it picks."""
+    out = []
+    for entry in samplers:
+        name = _sampler_name(entry)
+        base = name.split(" (", 1)[0]
+        out.append(f"`{name}`: {SAMPLER_DESCRIPTIONS.get(base, 'a sampler of effalign.samplers')}.")
+    return out
+
+
+def profile_samplers(common: Mapping[str, Any]) -> list[Any]:
+    """The samplers a profile (its ``common``) compares at the primary budget: with a design, the
+    primary grid's baseline and sampler, then the ``samplers`` grid's; otherwise the ``samplers`` list."""
+    design = common.get("design")
+    if not design:
+        return list(common.get("samplers") or [])
+    primary = design["primary"]
+    entries = [primary["baseline"], primary["sampler"], *((design.get("grids") or {}).get("samplers") or {}).get("samplers", [])]
+    out: list[Any] = []
+    for entry in entries:
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
+def profile_ablation(common: Mapping[str, Any]) -> tuple[list[dict[str, Any]], float]:
+    """The ISA variants a profile runs and their budget (share of the pool): with a design, the
+    ``params`` of the ``ablation`` grid's sampler entries and its first fraction (none: no variants at
+    the primary fraction); otherwise the ``ablation`` list and ``ablation_budget``."""
+    design = common.get("design")
+    if not design:
+        return [dict(v) for v in common.get("ablation") or []], float(common.get("ablation_budget") or 0.1)
+    grid = (design.get("grids") or {}).get("ablation")
+    if not grid:
+        return [], float(design["primary"]["fraction"])
+    variants = [dict(e.get("params") or {}) for e in grid["samplers"] if isinstance(e, Mapping)]
+    return variants, float(grid["fractions"][0])
+
+
+def isa_defaults() -> dict[str, Any]:
+    """The default ISA's constructor settings."""
+    import inspect
+
+    from .samplers import ISASampler
+
+    return {k: p.default for k, p in inspect.signature(ISASampler.__init__).parameters.items()
+            if k != "self" and p.default is not inspect.Parameter.empty}
+
+
+def ablation_statements(variants: Sequence[Mapping[str, Any]], budget: float) -> list[str]:
+    """What the profile's ISA ablation runs, computed from its variants (:func:`profile_ablation`): each
+    variant with the setting it changes and the default it departs from."""
+    if not variants:
+        return ["This profile runs no ISA ablation (no `ablation` variants in its parameters)."]
+    defaults = isa_defaults()
+    changed = sorted({k for v in variants for k in v})
+    out = [f"This profile runs {len(variants)} variant{'s' if len(variants) != 1 else ''} of ISA at "
+           f"{fmt(budget, 'pct')} of the pool, changing "
+           + ", ".join(f"{ISA_SETTINGS.get(k, k)} (`{k}`, default {defaults.get(k, '?')!r})" for k in changed)
+           + "; random and the default ISA are shown for reference."]
+    for v in variants:
+        from .tables import sampler_label
+
+        settings = ", ".join(f"`{k}` = {val!r} instead of {defaults.get(k, '?')!r}" for k, val in v.items())
+        out.append(f"`{sampler_label('isa', v)}`: {settings}.")
+    return out
+
+
+def arm_labels(keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Reader labels of (track, arm) keys: the track alone when it has one training arm, else
+    ``"track, arm arm"``."""
+    tracks = [t for t, _ in keys]
+    return {(t, a): t if tracks.count(t) == 1 else f"{t}, {a} arm" for t, a in keys}
+
+
+def exercise_cost(similar: Any, n_runs: int, what: str) -> str:
+    """How long an exercise that trains ``n_runs`` new runs takes, from the stored runs most like them
+    (``similar``: a :func:`effalign.tables.runs_frame`; their whole-run seconds and device)."""
+    import numpy as np
+
+    seconds = similar["seconds"].to_numpy(dtype=float) if similar is not None and "seconds" in similar else np.array([])
+    seconds = seconds[np.isfinite(seconds)]
+    if not n_runs:
+        return f"{what} needs no new run: it reads the stored ones."
+    if not seconds.size:
+        return f"{what} trains {n_runs} new run{'s' if n_runs != 1 else ''}; no similar run is stored to say how long."
+    devices = sorted(set(similar["device_name"])) if "device_name" in similar else []
+    total = n_runs * float(seconds.mean()) / 60
+    length = f"about {fmt(total, 'int')} minutes" if total >= 1.5 else "a minute or less"
+    return (f"{what} trains {n_runs} new run{'s' if n_runs != 1 else ''}: the stored runs most like them took "
+            f"{fmt(seconds.mean(), 'int')} s each (whole run: selection, training and evaluation"
+            + (f", on {', '.join(devices)}" if devices else "") + f"), so {length} in all on the same machine.")
+
+
+# ----------------------------------------------------------------------------- exercises ("What to try")
+
+
+def exercise_command(notebook: str, params: Mapping[str, Any] | None = None,
+                     yaml_params: Mapping[str, Any] | None = None) -> str:
+    """The exact command of an exercise: ``python -m effalign book --only NOTEBOOK`` with ``-p NAME VALUE``
+    (a dotted name changes one entry of a mapping; a value with spaces is quoted for the shell) and
+    ``-y "NAME: VALUE"`` (YAML flow style)."""
+    import shlex
+
+    import yaml
+
+    def flow(value: Any) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+    parts = [f"python -m effalign book --only {notebook}"]
+    parts += [f"-p {k} {shlex.quote(flow(v))}" for k, v in (params or {}).items()]
+    parts += [f'-y "{k}: {flow(v)}"' for k, v in (yaml_params or {}).items()]
+    return " ".join(parts)
+
+
+class Exercises:
+    """A numbered list of exercises (title, command, question), shown as Markdown."""
+
+    def __init__(self, items: Sequence[tuple[str, str, str]], notes: Sequence[str] = ()) -> None:
+        self.items = list(items)
+        self.notes = list(notes)
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"{i}. **{title}** `{command}`. {question}" for i, (title, command, question) in
+                 enumerate(self.items, 1)]
+        return "\n".join(lines) + ("\n\n" + "\n".join(f"- {n}" for n in self.notes) if self.notes else "")
+
+    def __repr__(self) -> str:
+        return self._repr_markdown_()
+
+
+def _reading(n: int) -> str:
+    """Which of the first ``n`` exercises read stored runs only."""
+    if n <= 0:
+        return ""
+    who = {1: "Exercise 1 reads the stored runs and trains", 2: "Exercises 1 and 2 read the stored runs and train"
+           }.get(n, f"Exercises 1 to {n} read the stored runs and train")
+    return f"{who} nothing (a minute). "
+
+
+def _try_value(value: float, factor: float = 4.0) -> float:
+    """``factor`` times a margin, to two significant digits."""
+    return float(f"{value * factor:.2g}")
+
+
+def _nearest(options: Sequence[float], primary: float) -> float | None:
+    others = [b for b in options if not math.isclose(b, primary, abs_tol=1e-9)]
+    return min(others, key=lambda b: abs(b - primary)) if others else None
+
+
+# Where the parameters an exercise changes live: in ``common.design`` (a profile with a design) or in the
+# legacy keys (``analysis``, ``budgets``, ``scaling_fractions``, ``scaling_seeds``, ``ablation``). Each helper
+# returns ``(params, yaml_params)`` for :func:`exercise_command`.
+
+Override = tuple[dict[str, Any], dict[str, Any]]
+
+
+def _per_track(name: str, current: Any, track: str, value: float, others: Mapping[str, float]) -> Override:
+    """A per-track value: one dotted ``-p`` entry when the profile holds a mapping, else a ``-y`` mapping with
+    every track (``others``: their current values)."""
+    if isinstance(current, Mapping):
+        return {f"{name}.{track}": value}, {}
+    return {}, {name: {t: (value if t == track else v) for t, v in others.items()}}
+
+
+def _plateau_override(common: Mapping[str, Any], plan: Any, track: str, delta: float) -> Override:
+    design = common.get("design")
+    name = "design.secondary.plateau_delta" if design else "analysis.plateau_delta"
+    current = ((design.get("secondary") or {}) if design else (common.get("analysis") or {})).get("plateau_delta")
+    return _per_track(name, current, track, delta, {t: plan.delta(t) for t in common["tracks"]})
+
+
+def _margin_override(common: Mapping[str, Any], plan: Any, track: str, margin: float) -> Override:
+    design = common.get("design")
+    name = "design.secondary.equivalence_margin" if design else "analysis.equivalence_margin"
+    current = ((design.get("secondary") or {}) if design else (common.get("analysis") or {})).get("equivalence_margin")
+    return _per_track(name, current, track, margin, {t: plan.margin(t) for t in common["tracks"]})
+
+
+def _alpha_override(common: Mapping[str, Any], alpha: float) -> Override:
+    return ({"design.primary.alpha": alpha} if common.get("design") else {"analysis.alpha": alpha}), {}
+
+
+def _metric_override(common: Mapping[str, Any], track: str, metric: str) -> Override:
+    name = f"tracks.{track}.metric" if common.get("design") else f"analysis.primary_metric.{track}"
+    return {name: metric}, {}
+
+
+def _design_cells(common: Mapping[str, Any], arm: str | None = None) -> dict[tuple[str, float], set[int]]:
+    """The design's plain sampler cells (name, fraction) -> seeds of one track's grids (every track has the
+    same grids), in ``arm`` when given."""
+    from .design import design_grids
+
+    grids = design_grids({"common": common})
+    first = next(iter(common["tracks"]))
+    cells: dict[tuple[str, float], set[int]] = {}
+    for g in grids.values():
+        if g["track"] != first or (arm is not None and g["arm"] != arm):
+            continue
+        for sampler in g["samplers"]:
+            if isinstance(sampler, str):
+                for f in g["fractions"]:
+                    cells.setdefault((sampler, round(float(f), 9)), set()).update(g["seeds"])
+    return cells
+
+
+def _budget_override(common: Mapping[str, Any], plan: Any) -> tuple[float, Override] | None:
+    """Another primary budget whose runs are stored with the profile's (the nearest to the primary one),
+    with its override; None when the profile has none. With a design: a fraction of the primary arm where
+    the design runs both the sampler and the baseline, and the primary seeds cut to the seeds both share."""
+    design = common.get("design")
+    if not design:
+        other = _nearest([float(b) for b in common.get("budgets") or []], plan.primary_budget)
+        return None if other is None else (other, ({"analysis.primary_budget": other}, {}))
+    cells = _design_cells(common, design["primary"]["arm"])
+    shared = {f: cells[(plan.sampler, f)] & cells[(plan.baseline, f)] for (name, f) in cells
+              if name == plan.sampler and (plan.baseline, f) in cells and f < 1}
+    other = _nearest([f for f, seeds in shared.items() if len(seeds) >= 2], plan.primary_budget)
+    if other is None:
+        return None
+    from .design import seed_list
+
+    params: dict[str, Any] = {"design.primary.fraction": other}
+    seeds = sorted(shared[other])
+    if set(seed_list(design["primary"]["seeds"])) - set(seeds):
+        params["design.primary.seeds"] = len(seeds) if seeds == list(range(len(seeds))) else seeds
+    return other, (params, {})
+
+
+def _seed_count(seeds: Any) -> int:
+    from .design import seed_list
+
+    return len(seed_list(seeds))
+
+
+def _more_seeds(seeds: Any) -> Any:
+    """``seeds`` (a count or a list) with one more seed."""
+    if isinstance(seeds, int):
+        return seeds + 1
+    return [*seeds, max(seeds) + 1 if seeds else 0]
+
+
+def _fewer(sizes: Sequence[float]) -> list[float]:
+    """Four of five or more subset sizes: the smallest, one a third of the way up, half the pool and the largest."""
+    sizes = sorted(sizes)
+    keep = sorted({sizes[0], sizes[len(sizes) // 3], *[f for f in sizes if math.isclose(f, 0.5)], sizes[-1]})
+    return sorted((keep + [f for f in sizes if f not in keep])[:4]) if len(keep) < 4 else keep
+
+
+_SCALING_QUESTION = ("the same stored runs: how do the Akaike weights and the identified forms change, and does the "
+                     "plateau contrast (which uses only N and N/2) move at all?")
+_SEEDS_QUESTION = "the same stored runs: how much wider are the intervals, and how much larger the MDE?"
+
+
+def _scaling_design(common: Mapping[str, Any], notebook: str) -> tuple[list[tuple[str, str, str]], int, int]:
+    """Design profiles: fewer sizes (or seeds) of one scaling grid, then one more seed in every scaling grid;
+    returns the items, the runs one more seed trains and the first seed of the scaling grids."""
+    design = common["design"]
+    grids = {n: g for n, g in (design.get("grids") or {}).items() if n.startswith("scaling")}
+    items = []
+    for name, g in grids.items():
+        if len(g["fractions"]) < 5:
+            continue
+        # the arm's curve: the random subsets (and whole pool) of every grid in that arm
+        before = {f for (s, f) in _design_cells(common, g["arm"]) if s == "random"}
+        keep = _fewer(g["fractions"])
+        after = {round(float(f), 9) for f in keep} | (before - {round(float(f), 9) for f in g["fractions"]})
+        if 4 <= len(after) < len(before):
+            items.append(("Fewer sizes.", exercise_command(notebook, yaml_params={f"design.grids.{name}.fractions": keep}),
+                          f"In the {g['arm']} arm {len(after)} sizes instead of {len(before)} (the fits need four), "
+                          + _SCALING_QUESTION))
+            break
+    if not items:
+        name = next((n for n, g in grids.items() if _seed_count(g["seeds"]) >= 3), None)
+        if name is not None:
+            items.append(("Fewer seeds.", exercise_command(notebook, {f"design.grids.{name}.seeds": 2}),
+                          f"Two seeds instead of {_seed_count(grids[name]['seeds'])} in the {name} grid, " + _SEEDS_QUESTION))
+    more = {n: _more_seeds(g["seeds"]) for n, g in grids.items()}
+    from .design import seed_list
+
+    new = ", ".join(f"seed {seed_list(v)[-1]} in {n}" for n, v in more.items())
+    items.append(("One more seed.", exercise_command(notebook, {"run_missing": True,
+                                                                **{f"design.grids.{n}.seeds": v for n, v in more.items()}}),
+                  f"Trains one more seed at every size of the scaling grids ({new}) of every track. How much narrower "
+                  "are the intervals, and how close does the MDE come to δ?"))
+    n_new = len(common["tracks"]) * sum(len(g["samplers"]) * len(g["fractions"]) for g in grids.values())
+    first = min((seed_list(g["seeds"])[0] for g in grids.values() if seed_list(g["seeds"])), default=0)
+    return items, n_new, first
+
+
+def _scaling_legacy(common: Mapping[str, Any], notebook: str) -> tuple[list[tuple[str, str, str]], int, int]:
+    """Legacy profiles: fewer ``scaling_fractions`` (or ``scaling_seeds``), then one more scaling seed."""
+    sizes, seeds = sorted(common["scaling_fractions"]), list(common["scaling_seeds"])
+    items = []
+    if len(sizes) >= 5:
+        keep = _fewer(sizes)
+        items.append(("Fewer sizes.", exercise_command(notebook, yaml_params={"scaling_fractions": keep}),
+                      f"{len(keep)} sizes instead of {len(sizes)} (the fits need four), " + _SCALING_QUESTION))
+    elif len(seeds) >= 3:
+        items.append(("Fewer seeds.", exercise_command(notebook, yaml_params={"scaling_seeds": seeds[:2]}),
+                      f"Two seeds instead of {len(seeds)}, " + _SEEDS_QUESTION))
+    new_seed = max(seeds) + 1 if seeds else 0
+    items.append(("One more seed.", exercise_command(notebook, {"run_missing": True}, {"scaling_seeds": [*seeds, new_seed]}),
+                  f"Trains seed {new_seed} at every size of every track. How much narrower are the intervals, and "
+                  "how close does the MDE come to δ?"))
+    arms = len(common.get("scaling_arms") or {"default": {}})
+    return items, len(common["tracks"]) * arms * len(sizes), seeds[0] if seeds else 0
+
+
+def scaling_exercises(common: Mapping[str, Any], plan: Any, frames: Mapping[tuple[str, str], Any],
+                      notebook: str = "02_scaling") -> Exercises:
+    """The scaling chapter's exercises, computed from the build's parameters (``common``: the profile's,
+    with or without a design; ``frames``: the scaling runs per track and arm): a wider plateau margin and
+    fewer sizes (or seeds) read stored runs only; one more seed trains (its cost from the stored runs)."""
+    import pandas as pd
+
+    track = next(iter(common["tracks"]))
+    delta = _try_value(plan.delta(track))
+    items = [("How wide must the margin be?", exercise_command(notebook, *_plateau_override(common, plan, track, delta)),
+              f"The plateau verdict is an equivalence test: it holds when the (1 − 2α) interval of y(N) − y(N/2) lies "
+              f"inside ±δ. At δ = {fmt(delta)}, four times the profile's, does the {track} verdict change? Set δ beside "
+              "\"the smallest margin this design shows\" and beside the whole pool's gain (rule G): is a plateau "
+              "within such a margin still a plateau?")]
+    more, n_new, first = (_scaling_design if common.get("design") else _scaling_legacy)(common, notebook)
+    items += more
+    parts = [f[f["seed"] == first] for f in frames.values() if f is not None and len(f)]
+    similar = pd.concat(parts) if parts else None
+    return Exercises(items, [_reading(len(items) - 1)
+                             + exercise_cost(similar, n_new, f"Exercise {len(items)} (one more seed)")])
+
+
+def _ablation_override(common: Mapping[str, Any], variant: Mapping[str, Any]) -> tuple[Override, int]:
+    """Training one more ISA variant: the override and the number of new runs."""
+    design, n_tracks = common.get("design"), len(common["tracks"])
+    entry = {"name": "isa", "params": dict(variant)}
+    if not design:
+        return ({"run_missing": True}, {"ablation": [dict(variant)]}), n_tracks * len(common.get("seeds") or [])
+    grids = design.get("grids") or {}
+    if grids.get("ablation"):
+        g = grids["ablation"]
+        return (({"run_missing": True}, {"design.grids.ablation.samplers": [*g["samplers"], entry]}),
+                n_tracks * _seed_count(g["seeds"]) * len(g["fractions"]))
+    primary = design["primary"]
+    seeds = (grids.get("samplers") or primary)["seeds"]
+    grid = {"samplers": [entry], "fractions": [float(primary["fraction"])], "arm": primary["arm"], "seeds": seeds}
+    return ({"run_missing": True}, {"design.grids.ablation": grid}), n_tracks * _seed_count(seeds)
+
+
+def sampler_exercises(common: Mapping[str, Any], plan: Any, frames: Mapping[str, Any],
+                      notebook: str = "03_samplers") -> Exercises:
+    """The sampler chapter's exercises, computed from the build's parameters (``common``, with or without a
+    design; ``frames``: each track's sampler runs): another primary budget (when the profile stores one) and
+    another endpoint read stored runs only; a new ISA variant trains (its cost from the stored ISA runs)."""
+    import numpy as np
+    import pandas as pd
+
+    items = []
+    budget = _budget_override(common, plan)
+    if budget is not None:
+        other, override = budget
+        items.append(("Another primary budget.", exercise_command(notebook, *override),
+                      f"The pre-registered contrast moves to {fmt(other, 'pct')} of the pool and is tested alone, while "
+                      f"{fmt(plan.primary_budget, 'pct')} joins the Holm family. Does any comparison change its reading? "
+                      "(Choosing the primary contrast after seeing the data is what the pre-registration forbids: this "
+                      "is an exercise, not a re-analysis.)"))
+    endpoint = next(((t, m) for t, spec in common["tracks"].items() for m in spec.get("secondary") or []
+                     if m != plan.metric(t)), None)
+    if endpoint is not None:
+        track, metric = endpoint
+        items.append(("Another endpoint.", exercise_command(notebook, *_metric_override(common, track, metric)),
+                      f"The {track} track judged by {metric} instead of {plan.metric(track)}, the same stored runs. Do "
+                      "the samplers keep their order, and do the MDEs shrink or grow?"))
+    variants, at = profile_ablation(common)
+    used = {k for v in variants for k in v}
+    variant = next(({k: v} for k, v in (("n_components", 4), ("dim", 16), ("temperature", 0.5), ("score", "entropy"))
+                    if k not in used), {"n_init": 1})
+    override, n_new = _ablation_override(common, variant)
+    items.append(("Another ISA variant.", exercise_command(notebook, *override),
+                  f"Trains ISA with {', '.join(f'{k} = {v}' for k, v in variant.items())} at {fmt(at, 'pct')} of the pool, "
+                  "every seed of the ablation and every track. Does ISA's result depend on that choice?"))
+    parts = [f[(f["label"] == plan.sampler) & np.isclose(f["fraction"].astype(float), at)]
+             for f in frames.values() if f is not None and len(f)]
+    similar = pd.concat(parts) if parts else None
+    return Exercises(items, [_reading(len(items) - 1)
+                             + exercise_cost(similar, n_new, f"Exercise {len(items)} (one new ISA variant)")])
+
+
+def findings_exercises(common: Mapping[str, Any], plan: Any, notebook: str = "05_findings") -> Exercises:
+    """The findings chapter's exercises, computed from the build's parameters (this chapter never trains)."""
+    track = next(iter(common["tracks"]))
+    margin = _try_value(plan.margin(track))
+    alpha = 0.1 if not math.isclose(plan.alpha, 0.1) else 0.05
+    follows = (" (the plateau's δ follows the margin, since the design sets no `plateau_delta`)"
+               if common.get("design") and "plateau_delta" not in (common["design"].get("secondary") or {}) else "")
+    items = [("The margin decides.", exercise_command(notebook, *_margin_override(common, plan, track, margin)),
+              f"At a margin of {fmt(margin)}, four times the profile's{follows}, does the {track} small-subset verdict "
+              "change? Set the margin beside the whole pool's gain over the untrained policy (rule G): is a subset "
+              "\"as good\" within it worth the name?"),
+             ("Another test level.", exercise_command(notebook, *_alpha_override(common, alpha)),
+              f"Every verdict and MDE recomputed at α = {alpha:g} (the equivalence tests use {1 - 2 * alpha:.0%} "
+              "intervals). Which verdicts move, and how do the MDEs change?")]
+    budget = _budget_override(common, plan)
+    if budget is not None:
+        other, override = budget
+        items.append(("Another budget.", exercise_command(notebook, *override),
+                      f"The sampler and small-subset claims at {fmt(other, 'pct')} of the pool. (The pre-registered "
+                      "budget is the profile's; this shows how much the answer depends on it.)"))
+    return Exercises(items, ["This chapter never trains: each exercise takes about a minute. New runs come from the "
+                             "scaling and sampler chapters with `-p run_missing true`, or from `make experiments`."])
