@@ -181,15 +181,17 @@ def rules_section(profile: str = "default") -> str:
 
 def design_section(profile: str = "default") -> str:
     """The design's grids and arms, the pilot rule, the variance components and the MDE (book/methods.md)."""
-    from effalign import design, notebook, tables
+    from effalign import design, notebook, views
+    from effalign.tables import sampler_label
 
     prof, plan = _plan(profile)
     c = prof["common"]
     built = design.design_grids(prof)
-    rows = ["| grid | track | arm | samplers | shares of the pool | seeds |", "| --- | --- | --- | --- | --- | --- |"]
-    for name, g in built.items():
-        samplers = ", ".join(s if isinstance(s, str) else f"{s['name']} {s.get('params', {})}" for s in g["samplers"])
-        rows.append(f"| {name} | {g['track']} | {g['arm']} | {samplers} | "
+    first = next(iter(c["tracks"]))
+    rows = ["| grid | arm | samplers | shares of the pool | seeds |", "| --- | --- | --- | --- | --- |"]
+    for name, g in design.track_design_grids(built, first).items():  # every track runs the same grids
+        samplers = ", ".join(s if isinstance(s, str) else sampler_label(s["name"], s.get("params")) for s in g["samplers"])
+        rows.append(f"| {name} | {g['arm']} | {samplers} | "
                     f"{', '.join(f'{f:.0%}' for f in g['fractions'])} | {len(g['seeds'])} |")
     arms = ["| track | arm | training budget |", "| --- | --- | --- |"]
     for track, t in c["tracks"].items():
@@ -198,15 +200,17 @@ def design_section(profile: str = "default") -> str:
     runs = notebook.profile_runs(prof, ROOT / "results", root=ROOT)
     rules = [design.pilot_rule(c, name, r.primary_records()).sentence() for name, r in runs.items()]
     var = design.variance_frame(c, {name: r.primary_records() for name, r in runs.items()})
+    tracks = " and ".join(f"`{t}`" for t in c["tracks"])
     return "\n".join([f"The grids of the `{profile}` profile's design (`effalign.design.design_grids`, in the order they "
-                      "run):", "", *rows, "", "Its training arms:", "", *arms, "",
+                      f"run); each track ({tracks}) runs every grid, with run keys of its own (`<track>_<grid>`):", "",
+                      *rows, "", "Its training arms:", "", *arms, "",
                       "The internal pilot rule (`effalign.design.seeds_needed`), from the stored records:", "",
                       *[f"- {s}" for s in rules], "",
                       "Variance components of each track's primary metric in the primary arm's stored runs "
                       "(`effalign.design.variance_frame`: run-to-run SD across seeds, the SD of one evaluation item "
                       "and the item-sampling SE of one run, the SD of the paired difference and its item SE) and the "
                       f"design's minimum detectable effect at {plan.power:.0%} power:", "",
-                      _markdown(tables.format_frame(var)), ""])
+                      _markdown(views.variance_table(var)), ""])
 
 
 def gpu_section(profile: str = "paper") -> str:

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ("a     3.939e+73\nb    -1.313e+71", "scientific notation"),
     ("learning rate 1E-06", "scientific notation"),
     ("KL −2.5e−3 nats", "scientific notation"),
+    ("| rule | claim |\n| --- | --- |\n| P | plateau |", "a Markdown table shown as text"),
+    ("| rule | claim | | — | — | | P | plateau |", "a Markdown table shown as text"),
 ])
 def test_text_rules_catch_what_a_reader_must_not_see(text, rule):
     problems = text_problems(text, "ch, output 1")
@@ -45,6 +47,8 @@ def test_text_rules_catch_what_a_reader_must_not_see(text, rule):
     "run cbed40f24267f8e1 (hash), id T_1e5f0_row0, version 2.13.0",
     "budget 2.1e+18 FLOP, 3.2e-05 s per token, 1.5e+03 GiB",
     "the warnings above were filtered: none left",
+    "p | q | r: a b — c",
+    "| hh | — | 0.5 |",
 ])
 def test_text_rules_leave_ordinary_output_alone(text):
     assert text_problems(text, "ch") == []

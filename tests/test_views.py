@@ -417,3 +417,34 @@ def test_exercises_of_a_legacy_profile():
     for key in ("analysis.plateau_delta.hh", "scaling_fractions", "analysis.primary_budget", "ablation",
                 "analysis.equivalence_margin.hh", "analysis.alpha"):
         assert key in commands, key
+
+
+def test_variance_and_missing_views_are_narrow_and_formatted(tmp_path):
+    from effalign.book import load_profile
+    from effalign.design import design_grids, variance_frame
+    from effalign.notebook import missing_cells
+
+    c = load_profile("default")["common"]
+    var = variance_frame(c, {t: [] for t in c["tracks"]})
+    table = views.variance_table(var)
+    assert list(table.columns) == ["quantity", *c["tracks"]], "one column per track"
+    assert len(table) == len(var.columns) - 1 and table.loc[table["quantity"] == "runs", "hh"].item() == "0"
+    assert table.loc[table["quantity"] == "effect of interest", "testbed"].item() == "0.030"
+    _assert_readable(views.variance_view(var))
+
+    cells = missing_cells({k: g for k, g in design_grids({"common": c}).items() if k.endswith("_primary")}, tmp_path)
+    view = views.missing_view(cells)
+    assert list(view.data.columns) == ["grid", "arm", "sampler", "pairs", "seeds", "stored", "missing seeds"]
+    assert set(view.data["missing seeds"]) == {"0–15"} and set(view.data["stored"]) == {"0"}
+    _assert_readable(view)
+
+
+def test_rules_view_is_a_table_with_the_plans_values():
+    from effalign.book import load_profile
+    from effalign.design import analysis_plan
+    from effalign.verdicts import RULES
+
+    c = load_profile("default")["common"]
+    view = views.rules_view(analysis_plan(c), list(c["tracks"]))
+    assert list(view.data["rule"]) == list(RULES) and "|" not in _assert_readable(view)
+    assert view.caption.startswith("Values (common.design): α = 0.05") and "testbed: gen_reward" in view.caption

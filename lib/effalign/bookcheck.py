@@ -45,6 +45,9 @@ PROGRESS = re.compile(r"\d{1,3}%\|"                       # 42%|
                       r"|\d+(?:\.\d+)?\s?(?:it|s)/(?:s|it)\]")  # 3.1it/s]
 WARNING = re.compile(r"\b[A-Z]\w*Warning\b|\bWarning:|^\s*WARNING\b|\bwarnings\.warn\(", re.MULTILINE)
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
+#: a Markdown table's delimiter row (on a rendered page "---" becomes a dash): cell outputs are rendered
+#: as CommonMark, which has no tables
+MARKDOWN_TABLE = re.compile(r"\|\s*:?(?:-{3,}|[—–])\s*:?\|\s*:?(?:-{3,}|[—–])\s*:?\|")
 #: units after which scientific notation is acceptable (physical quantities)
 PHYSICAL_UNITS = ("s", "ms", "µs", "us", "ns", "h", "B", "KiB", "MiB", "GiB", "TiB", "kB", "MB", "GB", "TB",
                   "FLOP", "FLOPs", "FLOP/s", "Hz", "W", "J", "Wh", "kWh", "m", "K")
@@ -63,9 +66,12 @@ def _excerpt(text: str, match: re.Match[str], width: int = 50) -> str:
 
 
 def text_problems(text: str, where: str) -> list[str]:
-    """Progress bars, warnings, tracebacks and scientific notation in a text a reader sees."""
+    """Progress bars, warnings, tracebacks, Markdown tables left as text and scientific notation in a
+    text a reader sees."""
     problems = []
-    for rule, pattern in (("a progress bar", PROGRESS), ("a warning", WARNING), ("a traceback", TRACEBACK)):
+    for rule, pattern in (("a progress bar", PROGRESS), ("a warning", WARNING), ("a traceback", TRACEBACK),
+                          ("a Markdown table shown as text (outputs render as CommonMark: show a table as HTML)",
+                           MARKDOWN_TABLE)):
         found = pattern.search(text)
         if found:
             problems.append(f"{where}: {rule}: …{_excerpt(text, found)}…")

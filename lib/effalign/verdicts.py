@@ -22,7 +22,7 @@ import pandas as pd
 from .inference import MIN_SEEDS_BOOTSTRAP, Estimate
 from .tables import fmt
 
-__all__ = ["AnalysisPlan", "RULES", "Rule", "Verdict", "plateau_verdict", "rules_frame", "rules_markdown",
+__all__ = ["AnalysisPlan", "RULES", "Rule", "Verdict", "plateau_verdict", "rules_frame", "rules_markdown", "rules_values",
            "sampler_verdict", "subset_verdict"]
 
 DEFAULT_ARM = "default"
@@ -161,14 +161,19 @@ def rules_markdown(plan: AnalysisPlan | None = None, tracks: Sequence[str] = (),
     lines = ["| rule | claim | contrast | test | verdict |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r.id} | {r.claim} | {r.contrast} | {r.test} | {r.decision} |" for r in RULES.values()]
     if plan is not None:
-        per = "; ".join(f"{t}: {plan.metric(t)}, effect of interest {fmt(plan.effect_of(t))}, m = {fmt(plan.margin(t))}, "
-                        f"δ = {fmt(plan.delta(t))}" for t in tracks)
-        arm = f", plateau arm {plan.plateau_arm}" if plan.plateau_arm else ""
-        lines += ["", f"Values ({source}): α = {plan.alpha:g}, power {plan.power:.0%} for every minimum "
-                      f"detectable effect (MDE), primary budget {plan.primary_budget:.0%} of the pool, "
-                      f"{plan.sampler} against {plan.baseline}, multiplicity {plan.multiplicity}{arm}"
-                      + (f"; {per}." if per else ".")]
+        lines += ["", rules_values(plan, tracks, source)]
     return "\n".join(lines) + "\n"
+
+
+def rules_values(plan: AnalysisPlan, tracks: Sequence[str] = (), source: str = "`common.analysis`") -> str:
+    """The plan's values of the rules in one sentence; ``source`` says where the profile fixes them."""
+    per = "; ".join(f"{t}: {plan.metric(t)}, effect of interest {fmt(plan.effect_of(t))}, m = {fmt(plan.margin(t))}, "
+                    f"δ = {fmt(plan.delta(t))}" for t in tracks)
+    arm = f", plateau arm {plan.plateau_arm}" if plan.plateau_arm else ""
+    return (f"Values ({source}): α = {plan.alpha:g}, power {plan.power:.0%} for every minimum "
+            f"detectable effect (MDE), primary budget {plan.primary_budget:.0%} of the pool, "
+            f"{plan.sampler} against {plan.baseline}, multiplicity {plan.multiplicity}{arm}"
+            + (f"; {per}." if per else "."))
 
 
 # ----------------------------------------------------------------------------- verdicts

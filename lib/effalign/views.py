@@ -12,9 +12,10 @@ negative KL estimates, and tables that fit a page with formatted numbers (:func:
   column names and numbers without scientific notation;
 - :func:`reader_table` and the tables built on it: :func:`size_means_view`, :func:`fit_view`,
   :func:`gains_view` (scaling), :func:`metrics_view`, :func:`paired_view` (samplers),
-  :func:`headline_view` (the claims): no row index, a group shown once, readers' column names,
-  intervals on one line (:func:`interval_text`, :func:`mean_interval_text`), constant columns
-  moved into the caption;
+  :func:`headline_view` (the claims), :func:`variance_view` (the design's variance components, one
+  column per track), :func:`missing_view` (the cells a store lacks), :func:`rules_view` (the verdict
+  rules): no row index, a group shown once, readers' column names, intervals on one line
+  (:func:`interval_text`, :func:`mean_interval_text`), constant columns moved into the caption;
 - :func:`sampler_statements`, :func:`ablation_statements`: the samplers and ISA variants a profile
   runs (:func:`profile_samplers`, :func:`profile_ablation`: from its design, or its legacy keys), in
   words, computed from its parameters; :func:`exercise_cost`: how long an exercise that
@@ -33,11 +34,12 @@ from typing import Any
 
 from .tables import fmt
 
-__all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_view", "example_pairs", "exercise_command",
-           "exercise_cost", "findings_exercises", "fit_view", "gains_view", "headline_view", "interval_text", "isa_defaults",
-           "kl_statements", "larger_run_statements", "loss_statements", "mean_interval_text", "metrics_view",
-           "paired_view", "profile_ablation", "profile_samplers", "reader_table", "sampler_exercises",
-           "sampler_statements", "scaling_exercises", "size_means_view"]
+__all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_view", "example_pairs",
+           "exercise_command", "exercise_cost", "findings_exercises", "fit_view", "gains_view", "headline_view",
+           "interval_text", "isa_defaults", "kl_statements", "larger_run_statements", "loss_statements",
+           "mean_interval_text", "metrics_view", "missing_view", "paired_view", "profile_ablation",
+           "profile_samplers", "reader_table", "rules_view", "sampler_exercises", "sampler_statements",
+           "scaling_exercises", "size_means_view", "variance_table", "variance_view"]
 
 
 def _clip(text: str, limit: int) -> str:
@@ -342,8 +344,8 @@ def fit_view(outcomes: Mapping[str, Any], *, level: float = 0.95) -> Any:
                          "plateau": plateau, "n95 (pairs)": fmt(r.get("n95"), "int"), "note": r.get("note") or ""})
     caption = (f"Plateau: the fitted level with its {level:.0%} bootstrap interval; n95: the pairs at which the form "
                "reaches 95% of the whole pool's gain over the untrained policy.")
-    return reader_table(pd.DataFrame(rows), group=["track"], wrap=["form", "standing", "plateau", "note"],
-                        caption=caption)
+    return reader_table(pd.DataFrame(rows), group=["track"], wrap=["track", "form", "plateau", "note"],
+                        text=["standing"], caption=caption)
 
 
 def gains_view(saturations: Mapping[str, Mapping[str, Any]], *, level: float = 0.95) -> Any:
@@ -447,6 +449,55 @@ def headline_view(headline: Any, *, level: float = 0.95) -> Any:
         frame = frame.drop(columns="seeds")
         notes.append(f"{seeds} seeds each")
     return reader_table(frame, group=["track"], wrap=["track", "claim", "verdict"], caption="; ".join(notes) + ".")
+
+
+def rules_view(plan: Any, tracks: Sequence[str], source: str = "common.design") -> Any:
+    """The verdict rules (:data:`effalign.verdicts.RULES`) as a reader's table, the plan's values
+    (:func:`effalign.verdicts.rules_values`) as its caption."""
+    from .verdicts import rules_frame, rules_values
+
+    frame = rules_frame().reset_index().rename(columns={"id": "rule", "decision": "verdict"})
+    return reader_table(frame[["rule", "claim", "contrast", "test", "verdict"]], text=["rule"],
+                        wrap=["claim", "contrast", "test", "verdict"], caption=rules_values(plan, tracks, source))
+
+
+def missing_view(cells: Any) -> Any:
+    """Which cells of a profile's grids the store holds (:func:`effalign.notebook.missing_cells`) for
+    readers: per grid and arm, each sampler and subset size with its seeds stored and missing."""
+    import pandas as pd
+
+    rows = [{"grid": r["grid"], "arm": r["arm"], "sampler": r["sampler"],
+             "pairs": r["pairs"] if isinstance(r["pairs"], str) else fmt(r["pairs"], "int"),
+             "seeds": fmt(r["runs"], "int"), "stored": fmt(r["stored"], "int"), "missing seeds": r["missing"] or "none"}
+            for _, r in cells.iterrows()] if cells is not None else []
+    frame = pd.DataFrame(rows, columns=["grid", "arm", "sampler", "pairs", "seeds", "stored", "missing seeds"])
+    return reader_table(frame, group=["grid", "arm"], text=["sampler", "missing seeds"])
+
+
+#: Rows of :func:`variance_table` counted in whole numbers.
+_COUNT_ROWS = ("runs", "items per run", "paired seeds", "pilot seeds", "seeds (pilot rule)")
+
+
+def variance_table(frame: Any) -> Any:
+    """The design's variance components (:func:`effalign.design.variance_frame`) for readers: one row per
+    quantity, one column per track (the frame has one row per track and many columns), numbers formatted."""
+    import pandas as pd
+
+    from .plots import metric_name
+
+    if frame is None or not len(frame):
+        return pd.DataFrame(columns=["quantity"])
+    columns = [c for c in frame.columns if c != "track"]
+    out = {"quantity": columns}
+    for _, r in frame.iterrows():
+        out[str(r["track"])] = [metric_name(r[c]) if c == "metric" else fmt(r[c], "int" if c in _COUNT_ROWS else "num")
+                                for c in columns]
+    return pd.DataFrame(out)
+
+
+def variance_view(frame: Any, caption: str | None = None) -> Any:
+    """:func:`variance_table` as a reader's table."""
+    return reader_table(variance_table(frame), wrap=["quantity"], caption=caption)
 
 
 # ----------------------------------------------------------------------------- what a chapter runs, in words
