@@ -1,0 +1,53 @@
+"""Performance plumbing: every run's cost breakdown, and the opt-in bf16 embeddings against float32."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from effalign import experiment, tables
+from effalign.runs import RunSpec, make_record, record_problem
+
+
+def test_a_testbed_run_records_its_cost_per_part(tmp_path, monkeypatch):
+    from effalign import logps
+
+    monkeypatch.setattr(logps, "cache_dir", lambda: tmp_path)  # reference log-probs computed afresh
+    spec = RunSpec(experiment="tb", model="tiny-random", sampler="random", budget=4, seed=0,
+                   data={"source": "testbed", "eval_source": "testbed-eval", "eval_size": 6, "gen_prompts": "testbed",
+                         "gen_n": 2, "pool_size": 8, "val_size": 2, "pool_per_seed": True},
+                   train={"batch_size": 4, "lora": False, "learning_rate": 1e-3, "max_prompt_tokens": 32,
+                          "max_completion_tokens": 16},
+                   eval={"generation": True, "max_new_tokens": 4, "kl_samples": 1, "n_boot": 20})
+    ctx = experiment.Context()
+    metrics = experiment.run_experiment(spec, ctx, progress=False)
+    extra = metrics.pop("extra")
+    record = make_record(spec, metrics, "t0", "t1", 1.0, extra)
+    assert record_problem(record, "tb") is None
+    m = record["metrics"]
+    parts = ("reference", "selection", "training", "evaluation", "generation", "other")
+    assert all(m[f"cost_{p}_s"] >= 0 for p in parts)
+    assert sum(m[f"cost_{p}_s"] for p in parts) == pytest.approx(m["cost_run_s"], abs=0.05)
+    # reference: pool (8) + validation (2) + evaluation (6) pairs were computed now; tokens = unpadded tokens
+    assert m["cost_reference_tokens"] > 0 and m["cost_reference_s"] > 0
+    assert m["cost_training_tokens"] == m["tokens"] and m["cost_training_s"] == m["wall_s"]
+    assert 0 < m["cost_evaluation_tokens"] <= m["cost_reference_tokens"]
+    # 2 greedy answers and 2 KL samples of at most 4 new tokens each
+    assert 0 < m["cost_generation_tokens"] <= 4 * 4 + 4
+    # a second run in the same process reads the evaluation reference from memory: no reference tokens
+    again = experiment.run_experiment(spec.replace(budget=3), ctx, progress=False)
+    assert again["cost_reference_tokens"] == 0
+    frame = tables.cost_table([record])
+    assert frame.loc[0, "evaluation_share"] == pytest.approx(m["cost_evaluation_s"] / m["cost_run_s"])
+    table = tables.cost_breakdown_table(record)
+    assert list(table["part"]) == [*parts, "whole run"] and table["share"].iloc[:-1].sum() == pytest.approx(1, abs=0.01)
+
+
+def test_old_records_without_a_breakdown_read_as_missing():
+    record = {"key": "k", "spec": {"sampler": "random", "seed": 0}, "metrics": {"wall_s": 3.0}}
+    frame = tables.cost_table([record])
+    assert math.isnan(frame.loc[0, "training_s"]) and math.isnan(frame.loc[0, "evaluation_share"])
+    with pytest.raises(ValueError, match="no cost breakdown"):
+        tables.cost_breakdown_table(record)
