@@ -51,3 +51,27 @@ def test_old_records_without_a_breakdown_read_as_missing():
     assert math.isnan(frame.loc[0, "training_s"]) and math.isnan(frame.loc[0, "evaluation_share"])
     with pytest.raises(ValueError, match="no cost breakdown"):
         tables.cost_breakdown_table(record)
+
+
+TEXTS = [
+    "How do I keep basil alive on a windowsill through the winter?",
+    "Water it when the top of the soil is dry, give it the sunniest window, and pinch off flower buds.",
+    "I can't help with that.",
+    "What is the capital of Australia? Many people think it is Sydney, but it is Canberra, chosen as a compromise.",
+    "Explain, step by step, how a bicycle's derailleur moves the chain between sprockets while pedalling.",
+    "ok",
+]
+
+
+def test_bf16_embeddings_agree_with_float32_and_are_cached_apart(tmp_path):
+    from effalign.embed import MINILM_ALIAS, embed_texts, embedder_id
+
+    assert embedder_id(MINILM_ALIAS + "@bf16") == embedder_id(MINILM_ALIAS) + "@bf16"
+    cache = tmp_path / "emb.sqlite"
+    fp32 = embed_texts(TEXTS, cache=cache, progress=False)
+    bf16 = embed_texts(TEXTS, model=MINILM_ALIAS + "@bf16", cache=cache, progress=False)
+    cos = np.sum(fp32 * bf16, axis=1)
+    assert cos.min() >= 0.999, cos
+    assert not np.array_equal(fp32, bf16)  # really computed in bf16, not read from the float32 entries
+    # cached: the float32 vectors are still the float32 ones
+    np.testing.assert_array_equal(embed_texts(TEXTS, cache=cache, progress=False), fp32)
