@@ -601,9 +601,9 @@ def train_dpo(
         trainer.fast_logps = config.fast_logps
         trainer.length_batches = config.group_by_length
         _quiet_logging(trainer, progress)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         output = trainer.train()
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         state = trainer.state
         stopped_step = int(state.global_step)
         best_step, best_val = stopped_step, math.nan
@@ -645,6 +645,7 @@ def train_dpo(
         "pairs": len(pairs),
         "pairs_seen": pairs_seen,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # this process's CPU seconds in the loop (below wall_s × threads on a shared machine)
         "pairs_per_s": round(pairs_seen / wall, 3),
         "tokens": tokens,
         "tokens_per_s": round(tokens / wall, 1),
