@@ -70,10 +70,10 @@ def timed(fn: Callable[[], Any], *, min_s: float = 0.4, warmup: int = 2, clock: 
     return best
 
 
-def matmul_gflops(rows: int, k: int, n: int, dtype: torch.dtype) -> float:
+def matmul_gflops(rows: int, k: int, n: int, dtype: torch.dtype, clock: Callable[[], float] = cpu_clock) -> float:
     a = torch.randn(rows, k).to(dtype)
     b = torch.randn(k, n).to(dtype)
-    sec = timed(lambda: a @ b)
+    sec = timed(lambda: a @ b, clock=clock)
     return 2 * rows * k * n / sec / 1e9
 
 
@@ -82,11 +82,13 @@ def roofline(threads: int, rows: int = 1792) -> dict[str, Any]:
     best shape (the ceiling a whole model step could reach), ``weighted`` the FLOP-weighted mean of
     one layer's matmuls (what a forward pass of the body could reach)."""
     set_threads(threads)
-    out: dict[str, Any] = {"threads": threads, "rows": rows, "shapes": {}}
+    # 1 thread: per CPU second (what one core does, whatever the neighbours); more: per wall second
+    clock = cpu_clock if threads == 1 else time.perf_counter
+    out: dict[str, Any] = {"threads": threads, "rows": rows, "clock": "cpu" if threads == 1 else "wall", "shapes": {}}
     for dtype, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         per = {}
         for label, m, k, n in shapes(rows):
-            per[label] = round(matmul_gflops(m, k, n, dtype), 1)
+            per[label] = round(matmul_gflops(m, k, n, dtype, clock), 1)
         body = [(s, 2 * m * k * n) for s, m, k, n in shapes(rows)[:4]]
         weights = {"q/o proj 576x576": 2, "k/v proj 576x192": 2, "mlp up/gate 576x1536": 2, "mlp down 1536x576": 1}
         flops = sum(weights[s] * f for s, f in body)
@@ -102,7 +104,7 @@ def memory_bandwidth_gbs(threads: int, mib: int = 256) -> float:
     """Measured read bandwidth (GB/s): a sum over a buffer far larger than the caches."""
     set_threads(threads)
     x = torch.ones(mib * (1 << 20) // 4, dtype=torch.float32)
-    sec = timed(lambda: x.sum(), min_s=0.6)
+    sec = timed(lambda: x.sum(), min_s=0.6, clock=cpu_clock if threads == 1 else time.perf_counter)
     return x.numel() * 4 / sec / 1e9
 
 
