@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from effalign import experiment, tables
+from effalign.data import PreferencePair
 from effalign.runs import RunSpec, make_record, record_problem
 
 
@@ -75,3 +76,29 @@ def test_bf16_embeddings_agree_with_float32_and_are_cached_apart(tmp_path):
     assert not np.array_equal(fp32, bf16)  # really computed in bf16, not read from the float32 entries
     # cached: the float32 vectors are still the float32 ones
     np.testing.assert_array_equal(embed_texts(TEXTS, cache=cache, progress=False), fp32)
+
+
+def test_eager_training_attention_is_opt_in_and_evaluation_stays_on_sdpa(tmp_path):
+    from effalign.logps import reference_logps
+    from effalign.models import tiny_policy
+    from effalign.train import DPOTrainConfig, train_dpo
+
+    with pytest.raises(ValueError, match="train_attention"):
+        DPOTrainConfig(train_attention="flash")
+    assert DPOTrainConfig().train_attention == "sdpa"
+    pairs = [PreferencePair([{"role": "user", "content": f"Question {i}: what about {w}?"}],
+                            [{"role": "assistant", "content": f"A careful answer about {w}."}],
+                            [{"role": "assistant", "content": f"No {i}."}])
+             for i, w in enumerate(["tea", "owls", "maps", "rain"] * 2)]
+    losses = {}
+    for kernel in ("sdpa", "eager"):
+        model, tok = tiny_policy(seed=0)
+        config = DPOTrainConfig(epochs=2, batch_size=4, lora=False, learning_rate=2e-3, max_prompt_tokens=32,
+                                max_completion_tokens=16, train_attention=kernel)
+        ref = reference_logps(pairs, (model, tok), config=config.tokenize, cache=False, progress=False)
+        result = train_dpo((model, tok), pairs, config, ref=ref, progress=False)
+        assert result.model.config._attn_implementation == "sdpa"  # evaluated like the reference
+        assert result.metrics["cpu_s"] > 0
+        losses[kernel] = [c["loss"] for c in result.loss_curve]
+    # the same training, up to rounding: the kernels agree closely on the tiny float32 model
+    assert np.allclose(losses["sdpa"], losses["eager"], atol=1e-3)
