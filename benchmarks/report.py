@@ -76,7 +76,7 @@ def perf_section() -> str:
         parts.append(f"**DPO training throughput** (`benchmarks/bench_train.py`, SmolLM2-135M-Instruct, "
                      f"{t['rows'][0]['pairs']} HH pairs, max_length {t['max_length']}, {t['note']}; "
                      + _device(t) + ")\n\n" + "\n".join(lines) + "\n")
-    parts += [x for x in (roofline_part(), model_part(), embed_part(), cost_part()) if x]
+    parts += [x for x in (roofline_part(), model_part(), attention_part(), embed_part(), cost_part()) if x]
     return "\n".join(parts) or "_No benchmark results stored yet: run `make bench`._\n"
 
 
@@ -137,8 +137,23 @@ def model_part() -> str | None:
             "several times more runnable processes than cores, wall-clock rates measure the neighbours. Model FLOPs: 4 per weight per token for LoRA (forward + activation gradients), 6 "
             "for full fine-tuning, the LM head on completion positions only; log-probs forward only (2).\n\n"
             + "\n".join(lines) + "\n\n**Where LoRA training time goes** (torch.profiler over 2 steps of 8 pairs, "
-            "same benchmark run, the whole train_dpo call with its policy load and LoRA merge; the eight largest operators by "
+            "same benchmark run, the whole train_dpo call with its policy load and LoRA merge; the profiler clocks wall time, "
+            "so on the loaded machine the shares count, not the seconds; the eight largest operators by "
             "self time):\n\n" + "\n".join(prof) + "\n")
+
+
+def attention_part() -> str | None:
+    a = _load("attention")
+    if not a:
+        return None
+    return (f"**Opt-in training attention** (`benchmarks/bench_attention.py`, LoRA q/v, {a['pairs']} HH pairs, 64 + 48 "
+            f"tokens, 1 thread; {_load_note(a)}): `train: {{train_attention: eager}}` trains in {a['eager_cpu_s']:.1f} CPU s "
+            f"against {a['sdpa_cpu_s']:.1f} CPU s with the default `sdpa` ({a['speedup']:.2f}×), because PyTorch's CPU "
+            "flash-attention backward is slow in bf16 (the profile above). It rounds differently: training losses differ "
+            f"by up to {a['max_abs_loss_diff']:.4f} per step and the trained policy's held-out log-prob margins by "
+            f"{a['held_logp_margin_mean_abs_diff']:.4f} nats on average over {a['held_out']} pairs (their SD across pairs: "
+            f"{a['held_logp_margin_sd']:.2f}). Evaluation always runs `sdpa`, like the reference; the field is part of "
+            "the run key, so a grid switches it on deliberately.\n")
 
 
 def embed_part() -> str | None:
