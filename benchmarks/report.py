@@ -149,10 +149,15 @@ def attention_part() -> str | None:
     return (f"**Opt-in training attention** (`benchmarks/bench_attention.py`, LoRA q/v, {a['pairs']} HH pairs, 64 + 48 "
             f"tokens, 1 thread; {_load_note(a)}): `train: {{train_attention: eager}}` trains in {a['eager_cpu_s']:.1f} CPU s "
             f"against {a['sdpa_cpu_s']:.1f} CPU s with the default `sdpa` ({a['speedup']:.2f}×), because PyTorch's CPU "
-            "flash-attention backward is slow in bf16 (the profile above). It rounds differently: training losses differ "
-            f"by up to {a['max_abs_loss_diff']:.4f} per step and the trained policy's held-out log-prob margins by "
-            f"{a['held_logp_margin_mean_abs_diff']:.4f} nats on average over {a['held_out']} pairs (their SD across pairs: "
-            f"{a['held_logp_margin_sd']:.2f}). Evaluation always runs `sdpa`, like the reference; the field is part of "
+            "flash-attention backward is slow in bf16 (the profile above). It rounds differently, and the training "
+            "reference log-probs still come from `sdpa`, so the policy no longer equals its reference exactly at step one: "
+            f"the first-step loss is {a['eager_losses'][0]:.4f} against {a['sdpa_losses'][0]:.4f}, losses differ by up to "
+            f"{a['max_abs_loss_diff']:.4f} per step, and the trained policies' held-out chosen − rejected log-prob "
+            f"differences by {a['held_logp_margin_mean_abs_diff']:.2f} nats per pair on average over {a['held_out']} pairs "
+            f"({0.1 * a['held_logp_margin_mean_abs_diff']:.3f} implicit-reward units at β = 0.1, the size of the HH effect "
+            "of interest, although partly the divergence of two training trajectories). So it stays off by default; "
+            "before a grid uses it, the training reference should be computed with the same kernel. Evaluation always "
+            "runs `sdpa`, like its reference; the field is part of "
             "the run key, so a grid switches it on deliberately.\n")
 
 
