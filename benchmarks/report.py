@@ -213,8 +213,8 @@ def cost_part() -> str | None:
             f"(target ≤ 25%: {'met' if eval_share <= 0.25 else 'not met'}; {m['cost_evaluation_s'] / m['cost_run_s']:.0%} of the cut "
             f"{ran}-step run itself). The evaluation set's reference log-probs count under reference; a grid process computes "
             "them once and every later run reads them from memory (its reference share is then about zero). Seconds are "
-            "wall seconds on the shared machine (load average about 7 on 2 cores during the run, the process getting about "
-            "a quarter of a core), so the shares count more than the seconds. The testbed track adds generation (greedy "
+            "wall seconds on the shared machine (several times more runnable processes than cores during the run), so the "
+            "shares count more than the seconds. The testbed track adds generation (greedy "
             "answers to 400 prompts and KL samples), not measured in this run.\n\n" + "\n".join(lines) + "\n")
 
 
