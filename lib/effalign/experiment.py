@@ -80,6 +80,14 @@ class Context:
     policies: dict[tuple[str, bool], tuple[Any, Any]] = field(default_factory=dict)
     ref_gen: dict[str, tuple[list[str], list[float]]] = field(default_factory=dict)
     refs: dict[tuple[Any, ...], ReferenceLogps] = field(default_factory=dict)
+    #: reference log-prob work done by this context so far (seconds including cache reads, tokens computed);
+    #: a run's cost breakdown charges it the difference over the run
+    ref_spent: dict[str, float] = field(default_factory=lambda: {"s": 0.0, "tokens": 0})
+
+    def _charge(self, started: float, ref: ReferenceLogps) -> ReferenceLogps:
+        self.ref_spent["s"] += time.perf_counter() - started
+        self.ref_spent["tokens"] += ref.tokens
+        return ref
 
     def load(self, source: str, split: str | None = None) -> PreferenceData:
         """A data source, read once per process."""
@@ -111,8 +119,10 @@ class Context:
         every subset of it and every pool sharing its pairs; kept here per set of pairs)."""
         key = (pairs.fingerprint(), model, config.lora, config.tokenize)
         if key not in self.refs:
+            started = time.perf_counter()
             base = self.base_policy(model, config.lora)
-            self.refs[key] = reference_logps(pairs, base, config=config.tokenize, batch_size=8, progress=progress)
+            self.refs[key] = self._charge(started, reference_logps(pairs, base, config=config.tokenize, batch_size=8,
+                                                                   progress=progress))
         return self.refs[key]
 
     def eval_logps(self, pairs: PreferenceData, model: str, config: DPOTrainConfig, batch_size: int,
@@ -128,9 +138,11 @@ class Context:
         """
         key = ("eval", pairs.fingerprint(), model, config.lora, config.tokenize, batch_size)
         if key not in self.refs:
+            started = time.perf_counter()
             base = self.base_policy(model, config.lora)
-            self.refs[key] = reference_logps(pairs, base, config=config.tokenize, batch_size=batch_size, cache=False,
-                                             progress=progress)
+            self.refs[key] = self._charge(started, reference_logps(pairs, base, config=config.tokenize,
+                                                                   batch_size=batch_size, cache=False,
+                                                                   progress=progress))
         return self.refs[key]
 
 
@@ -232,7 +244,7 @@ def testbed_eval_prompts(data_spec: Mapping[str, Any]) -> list[Any]:
 
 
 def _testbed_generation(ctx: Context, spec: RunSpec, model: Any, tokenizer: Any, progress: bool
-                        ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+                        ) -> tuple[dict[str, Any], dict[str, list[Any]], int]:
     from .evaluate import generate, generation_eval
     from .testbed import gold_reward_fn
 
@@ -256,7 +268,34 @@ def _testbed_generation(ctx: Context, spec: RunSpec, model: Any, tokenizer: Any,
         max_new_tokens=ev["max_new_tokens"], kl_samples=ev["kl_samples"], n_boot=ev["n_boot"], seed=spec.seed,
         batch_size=ev["gen_batch_size"], progress=progress,
     )
-    return result.to_dict(), result.items(messages)
+    return result.to_dict(), result.items(messages), result.tokens
+
+
+def cost_breakdown(*, run_s: float, select_s: float, reference_s: float, reference_tokens: int, training_s: float,
+                   training_tokens: int, evaluation_s: float, evaluation_tokens: int, generation_s: float,
+                   generation_tokens: int) -> dict[str, float | int]:
+    """A run's cost per part as flat metrics ``cost_<part>_s`` and ``cost_<part>_tokens``.
+
+    reference: reference log-probs computed or read from the cache during the run (pool, validation and
+    evaluation pairs; zero when an earlier run of the process computed them); selection: the sampler
+    (its embeddings included); training: the trainer's loop; evaluation: the policy's held-out pair
+    log-probs; generation: greedy answers, the reference's answers (first run of a process only),
+    KL samples and their scoring, gold rewards; other: the rest (policy loading, LoRA merge, bootstrap).
+    Tokens are those run through a model (padding excluded): prompt + completions for log-probs and
+    training, new tokens decoded for generation; selection counts none (its embeddings are texts).
+    ``cost_run_s`` is the whole run.
+    """
+    out: dict[str, float | int] = {
+        "cost_run_s": round(run_s, 2),
+        "cost_reference_s": round(reference_s, 2), "cost_reference_tokens": int(reference_tokens),
+        "cost_selection_s": round(select_s, 2),
+        "cost_training_s": round(training_s, 2), "cost_training_tokens": int(training_tokens),
+        "cost_evaluation_s": round(evaluation_s, 2), "cost_evaluation_tokens": int(evaluation_tokens),
+        "cost_generation_s": round(generation_s, 2), "cost_generation_tokens": int(generation_tokens),
+    }
+    known = reference_s + select_s + training_s + evaluation_s + generation_s
+    out["cost_other_s"] = round(max(run_s - known, 0.0), 2)
+    return out
 
 
 def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool = True) -> dict[str, Any]:
@@ -265,6 +304,8 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
     from .evaluate import preference_accuracy, reference_preference_accuracy
 
     ctx = ctx or Context()
+    run_t0 = time.perf_counter()
+    ref_before = dict(ctx.ref_spent)
     config = DPOTrainConfig.from_dict({**spec.train, "seed": spec.seed})
     ev = {**DEFAULT_EVAL, **spec.eval}
     torch.manual_seed(spec.seed)
@@ -285,19 +326,28 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
     t0 = time.perf_counter()
     metrics: dict[str, Any] = {"n_train": len(subset), "pool_size": len(pool), "fraction": len(subset) / len(pool)}
     items: dict[str, Any] = {}
+    cost = {"evaluation_s": 0.0, "evaluation_tokens": 0, "generation_s": 0.0, "generation_tokens": 0}
     if ev["pairs"]:
         eval_ref = ctx.eval_logps(eval_pairs, spec.model, config, ev["batch_size"], progress)
+        t_eval = time.perf_counter()
         pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
                                    batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed,
                                    progress=progress)
+        cost.update(evaluation_s=time.perf_counter() - t_eval, evaluation_tokens=pref.tokens)
         items["pairs"] = pref.items(eval_pairs)
         metrics.update(pref.to_dict(), ref_pref_accuracy=reference_preference_accuracy(eval_ref))
     metrics["select_s"] = round(select_s, 2)
     metrics.update({k: v for k, v in result.metrics.items() if k != "truncation"})
     if ev["generation"] and spec.data.get("gen_prompts") == "testbed":
-        gen_metrics, items["prompts"] = _testbed_generation(ctx, spec, model, tokenizer, progress)
+        t_gen = time.perf_counter()
+        gen_metrics, items["prompts"], gen_tokens = _testbed_generation(ctx, spec, model, tokenizer, progress)
+        cost.update(generation_s=time.perf_counter() - t_gen, generation_tokens=gen_tokens)
         metrics.update(gen_metrics)
     metrics["eval_s"] = round(time.perf_counter() - t0, 2)
+    metrics.update(cost_breakdown(
+        run_s=time.perf_counter() - run_t0, select_s=select_s,
+        reference_s=ctx.ref_spent["s"] - ref_before["s"], reference_tokens=ctx.ref_spent["tokens"] - ref_before["tokens"],
+        training_s=float(result.metrics["wall_s"]), training_tokens=int(result.metrics["tokens"]), **cost))
     metrics["items"] = items
     metrics["extra"] = {
         "loss_curve": result.loss_curve,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -298,6 +299,8 @@ class ReferenceLogps:
     rejected: np.ndarray
     computed: int = 0  # pairs computed now (the rest came from the cache)
     forward_calls: int = 0
+    tokens: int = 0  # tokens (prompt + completion, padding excluded) run through the model now
+    seconds: float = 0.0  # time spent computing them now (cache reads excluded)
     truncation: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -351,6 +354,7 @@ def reference_logps(
     todo = list(first_of.values())
     result = ReferenceLogps(np.zeros(len(pairs)), np.zeros(len(pairs)))
     if todo:
+        started = time.perf_counter()
         tokenized, report = tokenize_pairs([pairs[i] for i in todo], tokenizer, config)
         result.truncation = report.to_dict()
         was_training = model.training
@@ -362,6 +366,7 @@ def reference_logps(
             batch = pair_batch([tokenized[j] for j in idx], tokenizer.pad_token_id)
             lp = completion_logps(model, batch).cpu().numpy()
             result.forward_calls += 1
+            result.tokens += batch.n_tokens
             n = len(idx)
             for row, j in enumerate(idx):
                 new[keys[todo[j]]] = (float(lp[row]), float(lp[row + n]))
@@ -374,6 +379,7 @@ def reference_logps(
         found.update(new)
         model.train(was_training)
         result.computed = len(todo)
+        result.seconds = time.perf_counter() - started
     for i, k in enumerate(keys):
         result.chosen[i], result.rejected[i] = found[k]
     return result

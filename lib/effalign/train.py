@@ -112,6 +112,10 @@ class DPOTrainConfig:
     patience: int = 3  #: "converge": evaluations without improvement before stopping
     min_delta: float = 0.0  #: "converge": smallest decrease of the validation loss that counts
     restore_best: bool = True  #: "converge": keep the weights of the best validation loss
+    #: attention kernel while training: "sdpa" (default) or "eager", which on this CPU runs the bf16 attention
+    #: backward about twice as fast (benchmarks/bench_model.py) but rounds differently, so it is opt-in (a
+    #: train field, hence part of the run key); evaluation always runs "sdpa", like the reference
+    train_attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
@@ -127,6 +131,8 @@ class DPOTrainConfig:
             raise ValueError("budget 'epochs' takes no max_steps; use budget 'steps' for a fixed step count")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.train_attention not in ("sdpa", "eager"):
+            raise ValueError(f"train_attention must be 'sdpa' or 'eager', got {self.train_attention!r}")
         if self.val_every < 1 or self.patience < 1:
             raise ValueError("val_every and patience must be >= 1")
 
@@ -541,6 +547,8 @@ def train_dpo(
         raise ValueError("budget 'converge' needs validation pairs (val_pairs), drawn from the pool")
     torch.manual_seed(config.seed)
     model, tokenizer = prepare_policy(policy, config)
+    if config.train_attention != "sdpa":
+        model.set_attn_implementation(config.train_attention)
     device = default_device()
     model.to(device)
     if ref is None:
@@ -601,9 +609,9 @@ def train_dpo(
         trainer.fast_logps = config.fast_logps
         trainer.length_batches = config.group_by_length
         _quiet_logging(trainer, progress)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         output = trainer.train()
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         state = trainer.state
         stopped_step = int(state.global_step)
         best_step, best_val = stopped_step, math.nan
@@ -622,6 +630,8 @@ def train_dpo(
     trained = trainer.model
     if config.lora:
         trained = trained.merge_and_unload()
+    if config.train_attention != "sdpa":
+        trained.set_attn_implementation("sdpa")  # evaluated on the reference's path
     trained.eval()
     counts = data_parallel_counts(trainer, device)  # every process's pairs and tokens
     pairs_seen, tokens = counts["pairs_seen"], counts["tokens"]
@@ -645,6 +655,7 @@ def train_dpo(
         "pairs": len(pairs),
         "pairs_seen": pairs_seen,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # this process's CPU seconds in the loop (below wall_s × threads on a shared machine)
         "pairs_per_s": round(pairs_seen / wall, 3),
         "tokens": tokens,
         "tokens_per_s": round(tokens / wall, 1),
