@@ -248,7 +248,7 @@ class TrackFindings:
     ranks: pd.DataFrame | None
     ranks_note: str
     means: pd.DataFrame
-    equal_compute: list[str] = field(default_factory=list)  # the scaling arms with equal steps for every size
+    equal_compute: list[str] = field(default_factory=list)  # the scaling arms with an equal compute budget for every size
     pilot: Any = None  # the design's pilot rule (effalign.design.PilotRule), when the profile has a design
 
     @property
