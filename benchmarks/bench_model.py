@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _perf import (RESULTS, head_flops_per_token, machine, memory_bandwidth_gbs, roofline, set_threads,  # noqa: E402
                    train_flops_per_token)
-from bench_train import SETTINGS  # noqa: E402
+from bench_train import SETTINGS, plain_loop  # noqa: E402 (the plain PyTorch loop, timed in wall and CPU seconds)
 
 from effalign.data import load_preferences  # noqa: E402
 from effalign.logps import TokenizeConfig, reference_logps, tokenize_pairs  # noqa: E402
@@ -41,39 +41,6 @@ def model_gflops(tokens: int, completion_tokens: int, lora: bool, seconds: float
 def completion_tokens(pairs, config: DPOTrainConfig, tok) -> tuple[int, int]:
     tokenized, _ = tokenize_pairs(pairs, tok, config.tokenize)
     return sum(t.n_tokens for t in tokenized), sum(len(t.chosen_ids) + len(t.rejected_ids) for t in tokenized)
-
-
-def plain_loop(pairs, config: DPOTrainConfig, ref) -> dict[str, float]:
-    """benchmarks/bench_train.py's plain PyTorch loop (same batches, completion log-probs, DPO loss,
-    AdamW), timed in CPU seconds and wall seconds."""
-    import torch.nn.functional as F
-
-    from effalign.logps import completion_logps, length_sorted_batches, pair_batch
-
-    torch.manual_seed(config.seed)
-    model, tok = prepare_policy(MODEL, config)
-    if config.lora:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules=list(config.lora_targets) if config.lora_targets else "all-linear", task_type="CAUSAL_LM"))
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.learning_rate)
-    tokenized, _ = tokenize_pairs(pairs, tok, config.tokenize)
-    batches = length_sorted_batches([t.n_tokens for t in tokenized], config.batch_size)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for idx in batches:
-        batch = pair_batch([tokenized[j] for j in idx], tok.pad_token_id)
-        c, r = completion_logps(model, batch).chunk(2)
-        ratio = (c - torch.as_tensor(ref.chosen[idx], dtype=torch.float32)) - (r - torch.as_tensor(ref.rejected[idx], dtype=torch.float32))
-        loss = -F.logsigmoid(config.beta * ratio).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
 
 
 def main() -> None:
