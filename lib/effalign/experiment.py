@@ -8,10 +8,11 @@ or read them with :func:`stored_records`; :func:`availability` counts what is st
 
 A spec's ``data`` mapping names the data:
 
-- ``source``: the training data (alias, file or hub id);
-- ``eval_source`` (optional): separate evaluation pairs (``eval_size``, a count, keeps a seeded
-  sample of them); otherwise ``source`` is split by prompt with ``eval_size`` (count or fraction)
-  and ``split_seed``;
+- ``source``: the training data (alias, file, ``save_to_disk`` folder or hub id; for a hub data set
+  ``split``, ``config``, ``data_dir`` and ``revision``);
+- ``eval_source`` (optional): separate evaluation pairs (``eval_split`` for a hub data set;
+  ``eval_size``, a count, keeps a seeded sample of them); otherwise ``source`` is split by prompt
+  with ``eval_size`` (count or fraction) and ``split_seed``;
 - ``pool_size`` (optional): keep the first ``pool_size`` pool pairs (after a seeded shuffle);
 - ``gen_prompts`` (optional): ``"testbed"`` to evaluate generations on the testbed's held-out
   prompts with the gold reward (``gen_n`` of them).
@@ -20,10 +21,18 @@ A spec's ``data`` mapping names the data:
 :class:`~effalign.train.DPOTrainConfig` fields; ``eval`` holds ``batch_size``,
 ``generation`` (bool), ``max_new_tokens``, ``kl_samples`` and ``gen_batch_size`` (prompts decoded at
 once; larger batches are faster on CPU too, but greedy bf16 output depends slightly on batching).
+
+Every spec :func:`expand_grid` makes carries content fingerprints of its data and model
+(:func:`spec_fingerprint`), so changed data or weights under the same name get new run keys.
+Records stored before (without fingerprints) are still used when :func:`legacy_mismatch` finds
+that their recorded pool and evaluation pairs are those of the data now (and their model is pinned
+by its name); otherwise their cells run again, with one :class:`StaleRunWarning` per experiment. A :class:`Context` can save each trained policy
+(``save_model``) and pass ``report_to`` integrations (TensorBoard) to TRL.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
@@ -37,9 +46,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import PreferenceData, load_preferences, split_by_prompt
+from .data import PreferenceData, load_preferences, repo_dir, source_fingerprint, split_by_prompt
 from .logps import ReferenceLogps, reference_logps
-from .runs import ResultStore, RunSpec, run_grid
+from .runs import ResultStore, RunSpec, find_records, run_grid
 from .train import DPOTrainConfig, prepare_policy, train_dpo
 from .validate import validate_grid
 
@@ -55,6 +64,26 @@ class Context:
     policies: dict[tuple[str, bool], tuple[Any, Any]] = field(default_factory=dict)
     ref_gen: dict[str, tuple[list[str], list[float]]] = field(default_factory=dict)
     refs: dict[tuple[Any, ...], tuple[ReferenceLogps, ReferenceLogps]] = field(default_factory=dict)
+    #: save each policy trained now to ``<save_model>/<run key>`` (model, tokenizer, model card); None: not saved
+    save_model: str | None = None
+    #: TRL/transformers ``report_to`` integrations for training, e.g. ``("tensorboard",)``; () logs nothing
+    report_to: tuple[str, ...] = ()
+    #: where ``report_to`` integrations write, one folder per run key (TensorBoard event files)
+    logging_dir: str = "logs"
+
+    def train_options(self, spec: RunSpec) -> dict[str, Any]:
+        """Keyword arguments of :func:`~effalign.train.train_dpo` for logging (``report_to``)."""
+        if not self.report_to:
+            return {}
+        return {"report_to": tuple(self.report_to), "logging_dir": str(Path(self.logging_dir).expanduser() / spec.key)}
+
+    def after_run(self, spec: RunSpec, model: Any, tokenizer: Any, metrics: Mapping[str, Any]) -> None:
+        """Save the trained policy when ``save_model`` is set (:func:`effalign.train.save_policy`)."""
+        if self.save_model:
+            from .train import save_policy
+
+            save_policy(model, tokenizer, Path(self.save_model).expanduser() / spec.key, spec=spec.to_dict(),
+                        key=spec.key, metrics=metrics)
 
     def split(self, data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
         """Pool and evaluation pairs for a spec's ``data`` mapping (cached)."""
@@ -83,15 +112,21 @@ class Context:
         return self.refs[key]
 
 
+#: ``data`` keys passed to :func:`effalign.data.load_preferences` for a hub ``source``
+HUB_DATA_KEYS = ("config", "data_dir", "revision")
+
+
 def load_split(data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
     """Load a spec's pool and evaluation pairs (see the module docstring)."""
-    known = {"source", "eval_source", "eval_size", "split_seed", "pool_size", "gen_prompts", "gen_n", "split"}
+    known = {"source", "eval_source", "eval_size", "split_seed", "pool_size", "gen_prompts", "gen_n", "split",
+             *HUB_DATA_KEYS, "eval_split"}
     unknown = set(data_spec) - known
     if unknown:
         raise ValueError(f"unknown data fields {sorted(unknown)}; known: {sorted(known)}")
-    data = load_preferences(data_spec["source"], split=data_spec.get("split"))
+    data = load_preferences(data_spec["source"], split=data_spec.get("split"),
+                            **{k: data_spec[k] for k in HUB_DATA_KEYS if data_spec.get(k)})
     if data_spec.get("eval_source"):
-        pool, ev = data, load_preferences(data_spec["eval_source"])
+        pool, ev = data, load_preferences(data_spec["eval_source"], split=data_spec.get("eval_split"))
         if data_spec.get("eval_size") is not None and int(data_spec["eval_size"]) < len(ev):
             keep = np.random.default_rng(data_spec.get("split_seed", 0)).permutation(len(ev))[: int(data_spec["eval_size"])]
             ev = ev.subset(sorted(keep.tolist()))
@@ -174,7 +209,7 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
     subset = pool.subset(idx)
     sub_ref = ReferenceLogps(pool_ref.chosen[idx], pool_ref.rejected[idx])
 
-    result = train_dpo(spec.model, subset, config, ref=sub_ref, progress=progress)
+    result = train_dpo(spec.model, subset, config, ref=sub_ref, progress=progress, **ctx.train_options(spec))
     model, tokenizer = result.model, result.tokenizer
     pref = preference_accuracy(model, tokenizer, eval_pairs, eval_ref, beta=config.beta, config=config.tokenize,
                                batch_size=ev["batch_size"], n_boot=ev["n_boot"], seed=spec.seed, progress=progress)
@@ -196,6 +231,7 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
         "truncation": result.metrics["truncation"],
         "data_fingerprint": {"pool": pool.fingerprint(), "eval": eval_pairs.fingerprint()},
     }
+    ctx.after_run(spec, model, tokenizer, metrics)
     return metrics
 
 
@@ -208,9 +244,13 @@ def run_specs(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, prog
     """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     ctx = ctx or Context()
+    specs = list(specs)
+    check = LegacyCheck()
+    find_records(specs, store, check)
+    check.warn()  # before hours of training: which stored runs are not used, and why
     join_processes()
     return run_grid(specs, lambda s: run_experiment(s, ctx, progress=progress), store, progress=progress,
-                    desc="experiment grid")
+                    desc="experiment grid", adopt=check)
 
 
 def join_processes() -> None:
@@ -276,6 +316,7 @@ def expand_grid(grid: Mapping[str, Any]) -> list[RunSpec]:
         budgets = [None if float(f) >= 1.0 else max(1, round(float(f) * len(pool))) for f in grid["fractions"]]
     else:
         budgets = [None if b in (None, "full") else int(b) for b in grid["budgets"]]
+    fingerprint = spec_fingerprint(grid["data"], grid.get("model", "smollm2-135m-instruct"))
     specs = []
     for sampler, budget, seed in itertools.product(grid["samplers"], budgets, grid["seeds"]):
         name, params = (sampler, {}) if isinstance(sampler, str) else (sampler["name"], sampler.get("params", {}))
@@ -286,10 +327,100 @@ def expand_grid(grid: Mapping[str, Any]) -> list[RunSpec]:
                 experiment=grid["experiment"], data=dict(grid["data"]),
                 model=grid.get("model", "smollm2-135m-instruct"), sampler=name if budget is not None else "full",
                 budget=budget, seed=int(seed), sampler_params=dict(params), train=dict(grid.get("train", {})),
-                eval=dict(grid.get("eval", {})),
+                eval=dict(grid.get("eval", {})), fingerprint=fingerprint,
             )
         )
     return specs
+
+
+def spec_fingerprint(data: Mapping[str, Any], model: str) -> dict[str, str]:
+    """Content fingerprints of what a run reads: ``source``, ``eval_source`` and the testbed's
+    evaluation prompts (``gen_prompts``) by :func:`effalign.data.source_fingerprint` (file hash,
+    or hub id and revision), and the policy by :func:`effalign.models.policy_fingerprint`."""
+    from .models import policy_fingerprint
+
+    out = {"source": source_fingerprint(data["source"], data.get("revision"))}
+    if data.get("eval_source"):
+        out["eval_source"] = source_fingerprint(data["eval_source"])
+    if data.get("gen_prompts") == "testbed":
+        from .testbed import default_dir
+
+        out["gen_prompts"] = source_fingerprint(str(default_dir() / "eval_prompts.jsonl.gz"))
+    out["model"] = policy_fingerprint(model)
+    return out
+
+
+#: policies whose weights a name pins (a packaged file, a fixed recipe): records made before run keys
+#: carried fingerprints are used for them when their data checks out
+PINNED_MODELS = ("smollm2-135m-instruct", "smollm2", "tiny-random")
+
+
+@functools.lru_cache(maxsize=32)
+def _pair_fingerprints(data_json: str, content: str) -> dict[str, str]:
+    """Fingerprints of the pool and evaluation pairs of a data mapping (``content``: its files'
+    fingerprints, so a changed file is read again)."""
+    pool, ev = load_split(json.loads(data_json))
+    return {"pool": pool.fingerprint(), "eval": ev.fingerprint()}
+
+
+class StaleRunWarning(UserWarning):
+    """Stored runs were made from other data (or an unpinned model) than a grid's now; they run again."""
+
+
+def legacy_mismatch(spec: RunSpec, record: Mapping[str, Any]) -> str | None:
+    """Why a record stored before run keys carried fingerprints (under ``spec.legacy_key``) is not
+    the run ``spec`` describes, or None when it is: its policy must be pinned by its name
+    (:data:`PINNED_MODELS`) and the pool and evaluation pairs it recorded
+    (``extra.data_fingerprint``) those that the spec's data gives now."""
+    if spec.model.lower() not in PINNED_MODELS:
+        return (f"were made before run keys carried the model's fingerprint, and {spec.model!r} is not pinned by "
+                "its name")
+    recorded = (record.get("extra") or {}).get("data_fingerprint") or {}
+    content = json.dumps({k: v for k, v in spec.fingerprint.items() if k != "model"}, sort_keys=True)
+    now = _pair_fingerprints(json.dumps(dict(spec.data), sort_keys=True), content)
+    changed = [part for part in ("pool", "eval") if recorded.get(part) != now[part]]
+    if changed:
+        return "were made from other data (" + ", ".join(
+            f"{part} pairs {recorded.get(part)} then, {now[part]} now" for part in changed) + ")"
+    return None
+
+
+def legacy_record_matches(spec: RunSpec, record: Mapping[str, Any]) -> bool:
+    """Whether a record stored before run keys carried fingerprints is ``spec``'s run (see
+    :func:`legacy_mismatch`)."""
+    return legacy_mismatch(spec, record) is None
+
+
+class LegacyCheck:
+    """The ``adopt`` test of :func:`effalign.runs.find_records` (:func:`legacy_mismatch`), which
+    remembers its decisions and the records it refused; :meth:`warn` says once per experiment and
+    reason how many stored runs are not used (:class:`StaleRunWarning`)."""
+
+    def __init__(self) -> None:
+        self.decided: dict[tuple[str, str], str | None] = {}
+        self.refused: dict[tuple[str, str], list[str]] = {}
+
+    def __call__(self, spec: RunSpec, record: Mapping[str, Any]) -> bool:
+        pair = (spec.key, str(record["key"]))
+        if pair not in self.decided:
+            reason = self.decided[pair] = legacy_mismatch(spec, record)
+            if reason:
+                self.refused.setdefault((spec.experiment, reason), []).append(str(record["key"]))
+        return self.decided[pair] is None
+
+    @property
+    def stale(self) -> int:
+        """Stored runs refused so far."""
+        return sum(len(keys) for keys in self.refused.values())
+
+    def warn(self) -> None:
+        """One :class:`StaleRunWarning` per experiment and reason (then forget them)."""
+        for (experiment, reason), keys in self.refused.items():
+            shown = ", ".join(keys[:3]) + (", …" if len(keys) > 3 else "")
+            warnings.warn(StaleRunWarning(
+                f"{len(keys)} stored run(s) of {experiment} ({shown}) {reason}; they are not used, and their "
+                "cells run again under new keys"), stacklevel=3)
+        self.refused.clear()
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:
@@ -318,7 +449,7 @@ def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True,
     new = run_experiment(spec, progress=progress)
     new.pop("extra", None)
     others = [r["metrics"] for r in store.records(spec.experiment)
-              if r["key"] != key and RunSpec.from_dict(r["spec"]).replace(seed=spec.seed).key == spec.key]
+              if r["key"] != key and RunSpec.from_dict(r["spec"]).replace(seed=spec.seed).legacy_key == spec.legacy_key]
     return {"key": key, "spec": spec.to_dict(), "stored": record["metrics"], "new": new, "other_seeds": others,
             "threads": torch.get_num_threads()}
 
@@ -331,25 +462,21 @@ def _as_store(store: ResultStore | str | Path) -> ResultStore:
 
 
 def stored_records(specs: Iterable[RunSpec], store: ResultStore | str | Path) -> list[dict[str, Any]]:
-    """The stored records of ``specs`` in grid order (specs without a record left out, duplicates once)."""
-    store = _as_store(store)
-    specs = list(specs)
-    by_key: dict[str, dict[str, Any]] = {}
-    for exp in {s.experiment for s in specs}:
-        for rec in store.records(exp):
-            by_key.setdefault(rec["key"], rec)
-    seen, out = set(), []
-    for s in specs:
-        if s.key in by_key and s.key not in seen:
-            seen.add(s.key)
-            out.append(by_key[s.key])
-    return out
+    """The stored records of ``specs`` in grid order (specs without a record left out, duplicates
+    once; a record from before run keys carried fingerprints counts when
+    :func:`legacy_record_matches` accepts it)."""
+    check = LegacyCheck()
+    found = find_records(specs, _as_store(store), check)
+    check.warn()
+    return list(found.values())
 
 
 def missing_specs(specs: Iterable[RunSpec], store: ResultStore | str | Path) -> list[RunSpec]:
     """Specs of the grid that have no stored record yet (duplicates once)."""
     specs = list(specs)
-    have = {r["key"] for r in stored_records(specs, store)}
+    check = LegacyCheck()
+    have = set(find_records(specs, _as_store(store), check))
+    check.warn()
     out, seen = [], set()
     for s in specs:
         if s.key not in have and s.key not in seen:
@@ -364,6 +491,7 @@ def collect(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, run: b
     Stored runs are never recomputed; with ``progress=True`` there is a bar for the grid and one per run."""
     specs = list(specs)
     if run and missing_specs(specs, store):
+        check_training_store(_as_store(store))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
@@ -372,15 +500,30 @@ def collect(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, run: b
     return stored_records(specs, store)
 
 
+def check_training_store(store: ResultStore) -> None:
+    """Refuse to train into the repository's committed ``results/`` from a notebook or
+    :func:`collect`: those runs come from ``make experiments``; a re-run with other settings
+    belongs in a store of the user's (:func:`effalign.book.user_store`)."""
+    committed = repo_dir() / "results"
+    if Path(store.path).expanduser().resolve() == committed.resolve():
+        raise ValueError(f"refusing to train into the committed run store {committed}: give the runs a store of "
+                         "your own (a profile's `store`, `-p store ~/.cache/effalign/runs/mine` for papermill); "
+                         "the committed runs are trained by `make experiments`")
+
+
 def availability(specs: Mapping[str, Sequence[RunSpec]], store: ResultStore | str | Path) -> pd.DataFrame:
     """Per grid: runs in the grid and runs stored; a last row ``all (distinct runs)`` counts each run
-    once (grids share runs, e.g. a random subset in both the scaling and the sampler grid)."""
+    once (grids share runs, e.g. a random subset in both the scaling and the sampler grid). Stored
+    runs made from other data are not counted (one :class:`StaleRunWarning` says so)."""
+    store, check = _as_store(store), LegacyCheck()
     rows, every = [], {}
     for name, sp in specs.items():
         sp = list(sp)
         every.update((s.key, s) for s in sp)
-        rows.append({"grid": name, "runs": len({s.key for s in sp}), "stored": len(stored_records(sp, store))})
+        rows.append({"grid": name, "runs": len({s.key for s in sp}), "stored": len(find_records(sp, store, check))})
     if not rows:
         return pd.DataFrame(columns=["runs", "stored"])
-    rows.append({"grid": "all (distinct runs)", "runs": len(every), "stored": len(stored_records(every.values(), store))})
+    rows.append({"grid": "all (distinct runs)", "runs": len(every),
+                 "stored": len(find_records(every.values(), store, check))})
+    check.warn()
     return pd.DataFrame(rows).set_index("grid")
