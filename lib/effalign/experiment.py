@@ -431,12 +431,13 @@ def load_grid(path: str | Path) -> dict[str, Any]:
 
 
 def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True,
-          threads: int | None = None) -> dict[str, Any]:
+          threads: int | None = None, save_model: str | None = None) -> dict[str, Any]:
     """Re-run a stored spec from scratch (not stored again); returns stored and new metrics, and
     ``other_seeds``: the stored metrics of the same cell with other seeds (the seed-to-seed spread).
 
     On a CPU, ``threads`` defaults to the thread count the record was made with (its provenance),
-    since bf16 sums depend on how the work is split.
+    since bf16 sums depend on how the work is split. ``save_model`` saves the re-trained policy
+    to ``<save_model>/<key>`` (:func:`effalign.train.save_policy`).
     """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     record = store.get(key)
@@ -446,7 +447,7 @@ def rerun(key: str, store: ResultStore | str | Path, *, progress: bool = True,
     threads = threads or (record.get("provenance") or {}).get("device", {}).get("torch_threads")
     if threads and not torch.cuda.is_available():
         torch.set_num_threads(int(threads))
-    new = run_experiment(spec, progress=progress)
+    new = run_experiment(spec, Context(save_model=save_model), progress=progress)
     new.pop("extra", None)
     others = [r["metrics"] for r in store.records(spec.experiment)
               if r["key"] != key and RunSpec.from_dict(r["spec"]).replace(seed=spec.seed).legacy_key == spec.legacy_key]

