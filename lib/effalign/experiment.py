@@ -512,11 +512,14 @@ def check_training_store(store: ResultStore) -> None:
                          "the committed runs are trained by `make experiments`")
 
 
-def availability(specs: Mapping[str, Sequence[RunSpec]], store: ResultStore | str | Path) -> pd.DataFrame:
+def availability(specs: Mapping[str, Sequence[RunSpec]], store: ResultStore | str | Path,
+                 check: LegacyCheck | None = None) -> pd.DataFrame:
     """Per grid: runs in the grid and runs stored; a last row ``all (distinct runs)`` counts each run
     once (grids share runs, e.g. a random subset in both the scaling and the sampler grid). Stored
-    runs made from other data are not counted (one :class:`StaleRunWarning` says so)."""
-    store, check = _as_store(store), LegacyCheck()
+    runs made from other data are not counted: one :class:`StaleRunWarning` says so, unless a
+    ``check`` is given (its :attr:`LegacyCheck.stale` counts them for the caller)."""
+    own = check is None
+    store, check = _as_store(store), check or LegacyCheck()
     rows, every = [], {}
     for name, sp in specs.items():
         sp = list(sp)
@@ -526,5 +529,6 @@ def availability(specs: Mapping[str, Sequence[RunSpec]], store: ResultStore | st
         return pd.DataFrame(columns=["runs", "stored"])
     rows.append({"grid": "all (distinct runs)", "runs": len(every),
                  "stored": len(find_records(every.values(), store, check))})
-    check.warn()
+    if own:
+        check.warn()
     return pd.DataFrame(rows).set_index("grid")

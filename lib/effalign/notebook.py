@@ -6,7 +6,10 @@ runs of a profile's grids as frames for the findings.
   :func:`subset_profile`, :func:`side_by_side`: the data sets and what ISA sees in them;
 - :func:`track_runs`, :func:`profile_runs`, :func:`profile_findings`: stored (or, in the experiment
   chapters, newly trained) runs of a track's grids as :class:`~effalign.findings.TrackRuns`, and the
-  findings of a whole profile (the findings chapter and the README headline use the same calls).
+  findings of a whole profile (the findings chapter and the README headline use the same calls);
+- :func:`refuse_profile_file`, :func:`availability_note`, :func:`truncation_note`: what a reader or a
+  user re-running a chapter needs to know (a profile given to papermill's ``-f``, runs that are not
+  stored and how to train them, answers cut by the tokenisation settings).
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .book import load_profile  # noqa: E402
-from .experiment import collect, expand_grid  # noqa: E402
+from .experiment import LegacyCheck, StaleRunWarning, availability, collect, expand_grid  # noqa: E402
 from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings  # noqa: E402
 from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
-    "data_overview", "isa_frame", "length_frame", "mixture_table", "notebook_setup",
-    "profile_findings", "profile_runs", "show", "side_by_side", "subset_profile", "track_runs",
+    "availability_note", "data_overview", "isa_frame", "length_frame", "mixture_table", "notebook_setup",
+    "profile_findings", "profile_runs", "refuse_profile_file", "show", "side_by_side", "subset_profile",
+    "track_runs", "truncation_note",
 ]
 
 _QUIET = (r".*gradient_checkpointing.*", r".*torch_dtype.*deprecated.*", r".*`resume_download` is deprecated.*",
@@ -80,6 +84,11 @@ def notebook_setup(threads: int | None = None, *, style: str = "whitegrid", dpi:
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft|accelerate)\b.*")
+    # stated in the chapters instead (availability_note, truncation_note), not as warning text
+    from .logps import TruncationWarning
+
+    warnings.filterwarnings("ignore", category=StaleRunWarning)
+    warnings.filterwarnings("ignore", category=TruncationWarning)
     if threads:
         import torch
 
@@ -100,6 +109,70 @@ def show(lines: str | Iterable[str], title: str | None = None) -> None:
 
     items = [lines] if isinstance(lines, str) else list(lines)
     display(Markdown((f"**{title}**\n\n" if title else "") + "\n".join(f"- {s}" for s in items)))
+
+
+def refuse_profile_file(namespace: Mapping[str, Any], notebook: str) -> None:
+    """Stop a notebook that papermill's ``-f`` gave a profile (papermill injects its ``common`` and
+    ``notebooks`` sections as two unknown parameters), naming the commands that read profiles."""
+    given = sorted({"common", "notebooks", "base"} & set(namespace))
+    if given:
+        raise ValueError(f"papermill -f was given a profile ({', '.join(given)} injected), which papermill cannot "
+                         f"read; run `python -m effalign book --profile FILE --only {notebook}`, or write this "
+                         f"notebook's parameters with `python -m effalign parameters --profile FILE {notebook} > "
+                         f"params.yaml` and pass -f params.yaml")
+
+
+def availability_note(specs: Mapping[str, Sequence[Any]], store: Any, run_missing: bool) -> pd.DataFrame:
+    """:func:`~effalign.experiment.availability` of a chapter's grids, with a note when runs are
+    missing: how many, stored runs made from other data (not used), and how to train them."""
+    check = LegacyCheck()
+    frame = availability(specs, store, check=check)
+    runs, stored = (int(x) for x in frame.loc["all (distinct runs)", ["runs", "stored"]]) if len(frame) else (0, 0)
+    lines = []
+    if check.stale:
+        lines.append(f"{check.stale} stored run(s) were made from other data than this profile's now (their recorded "
+                     "pool or evaluation pairs differ), so they are not used.")
+    if stored < runs:
+        if run_missing:
+            lines.append(f"{runs - stored} of {runs} runs are not stored in `{store}` yet; they are trained now "
+                         "(resumable: an interrupted build keeps every finished run).")
+        else:
+            lines.append(f"{runs - stored} of {runs} runs are not stored in `{store}`, so the tables and figures "
+                         "below leave them out. To train them, set `run_missing: true`: "
+                         "`python -m effalign book --profile PROFILE -p run_missing true` (a profile of your own "
+                         "trains into its own store), or papermill's `-p run_missing true -p store DIR`.")
+    if lines:
+        show(lines, title="Runs of this chapter")
+    return frame
+
+
+def truncation_note(records: Any, threshold: float = 0.25) -> None:
+    """A note when the runs' tokenisation cut more than ``threshold`` of the completion tokens
+    (records that counted them: ``extra.truncation.completion_tokens``), naming the setting."""
+    from collections.abc import Mapping as _Mapping
+
+    from .train import DPOTrainConfig
+
+    def flat(value: Any) -> list[Any]:
+        if isinstance(value, _Mapping) and "key" not in value:
+            return [r for v in value.values() for r in flat(v)]
+        if isinstance(value, (list, tuple)):
+            return [r for v in value for r in flat(v)]
+        return [value]
+
+    cut = total = 0
+    heavy = set()
+    for rec in {r["key"]: r for r in flat(records) if isinstance(r, _Mapping) and "key" in r}.values():
+        trunc = ((rec.get("extra") or {}).get("truncation") or {})
+        if trunc.get("completion_tokens"):
+            cut, total = cut + trunc["completion_tokens_cut"], total + trunc["completion_tokens"]
+            if trunc["completion_tokens_cut"] > threshold * trunc["completion_tokens"]:
+                heavy.add(rec["spec"].get("train", {}).get("max_completion_tokens", DPOTrainConfig.max_completion_tokens))
+    if total and cut > threshold * total:
+        show(f"The tokenisation cut {cut / total:.0%} of the completion tokens these runs trained on "
+             f"(max_completion_tokens: {', '.join(map(str, sorted(heavy, key=str)))}): the policy learned from the "
+             "first tokens of each answer only. Raise `train.max_completion_tokens` in the profile to keep more.",
+             title="Truncation")
 
 
 # ----------------------------------------------------------------------------- runs of a profile
