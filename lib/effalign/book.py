@@ -190,6 +190,9 @@ def load_profile(profile: str, root: Path | None = None) -> dict[str, Any]:
             base_name = str(path.parent / base_name)
         if profile_path(base_name, root).resolve() == path.resolve():
             raise ValueError(f"{path}: 'base' names the file itself")
+        unknown = sorted(set(data) - {"common", "notebooks"})
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; known: base, common, notebooks")
         base = load_profile(base_name, root)
         base.pop("profile", None)
         own = data.get("common") or {}
