@@ -10,7 +10,8 @@ The project's profiles live in ``params/<profile>.yaml``::
       01_data_and_information: {isa_fraction: 0.1}
 
 A profile of the user's own is any other YAML file (``--profile my.yaml``): it holds only what
-changes and is merged over ``params/default.yaml`` (or over the profile named by its ``base`` key):
+changes and is merged over ``params/default.yaml`` (or over the profile named by its ``base`` key;
+``base: null`` marks a complete profile, merged over nothing):
 mappings are merged key by key, any other value (a list, a number, text) replaces the base's, and
 a track set to ``null`` is left out. Its runs go to a store of its own, :func:`user_store` (never
 the committed ``results/``), unless it names a ``store`` (a relative path is relative to the
@@ -184,19 +185,22 @@ def load_profile(profile: str, root: Path | None = None) -> dict[str, Any]:
             raise ValueError(f"{path}: 'base' is for a profile of your own; the project's profiles are complete")
     else:
         base_name = data.pop("base", "default")
-        if not isinstance(base_name, str):
-            raise ValueError(f"{path}: 'base' must name a profile (default, smoke, paper or a .yaml file)")
-        if base_name.endswith((".yaml", ".yml")) and not Path(base_name).expanduser().is_absolute():
-            base_name = str(path.parent / base_name)
-        if profile_path(base_name, root).resolve() == path.resolve():
-            raise ValueError(f"{path}: 'base' names the file itself")
+        if base_name is not None and not isinstance(base_name, str):
+            raise ValueError(f"{path}: 'base' must name a profile (default, smoke, paper or a .yaml file), "
+                             "or be null for a complete profile")
         unknown = sorted(set(data) - {"common", "notebooks"})
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; known: base, common, notebooks")
-        base = load_profile(base_name, root)
-        base.pop("profile", None)
         own = data.get("common") or {}
-        data = merge_profile(base, {k: v for k, v in data.items() if k in ("common", "notebooks")})
+        if base_name is not None:
+            if base_name.endswith((".yaml", ".yml")) and not Path(base_name).expanduser().is_absolute():
+                base_name = str(path.parent / base_name)
+            if profile_path(base_name, root).resolve() == path.resolve():
+                raise ValueError(f"{path}: 'base' names the file itself")
+            base = load_profile(base_name, root)
+            base.pop("profile", None)
+            data = merge_profile(base, {k: v for k, v in data.items() if k in ("common", "notebooks")})
+        data.setdefault("common", {})
         _rename_samplers(data["common"])
         tracks = data["common"].get("tracks")
         if isinstance(tracks, dict):
@@ -211,12 +215,36 @@ def load_profile(profile: str, root: Path | None = None) -> dict[str, Any]:
     data["profile"] = path.stem
     from .experiment import DEFAULT_EVAL
 
-    validate_profile(data, path, eval_defaults=DEFAULT_EVAL)
+    validate_profile(data, path, eval_defaults=DEFAULT_EVAL, extra_keys=notebook_parameter_names(root))
     known = {p.stem for p in (root / NOTEBOOK_DIR).glob("*.ipynb")}
     unknown = sorted(set(data["notebooks"] or {}) - known)
     if known and unknown:
         raise ValueError(f"{path}: notebooks.{unknown[0]}: no such notebook; known: {', '.join(sorted(known))}")
     return data
+
+
+def notebook_parameter_names(root: Path | None = None) -> set[str]:
+    """Every name the parameters cells of ``root``'s notebooks assign (read without papermill)."""
+    import ast
+    import json
+
+    names: set[str] = set()
+    for nb in sorted(((root or repo_dir()) / NOTEBOOK_DIR).glob("*.ipynb")):
+        try:
+            cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        for cell in cells:
+            if "parameters" in (cell.get("metadata") or {}).get("tags", []):
+                source = "".join(cell.get("source") or [])
+                try:
+                    tree = ast.parse(source)
+                except SyntaxError:
+                    continue
+                names |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                          if isinstance(t, ast.Name)}
+                break
+    return names - {"profile"}
 
 
 def papermill_parameters(profile: str, notebook: str, root: Path | None = None,

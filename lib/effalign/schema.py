@@ -147,7 +147,7 @@ TRACK_DOCS: dict[str, str] = {
 #: top-level keys of a profile file
 PROFILE_FILE_DOCS: dict[str, str] = {
     "base": "a profile of your own only: the profile it is merged over (`default`, `smoke`, `paper` or a .yaml "
-            "file, relative to this one); mappings merge key by key, other values replace",
+            "file, relative to this one; null: a complete profile); mappings merge key by key, other values replace",
     "common": "parameters offered to every notebook (each takes the names its parameters cell declares)",
     "notebooks": "per-notebook parameters by notebook name, overriding `common`",
 }

@@ -332,17 +332,20 @@ def _check_samplers(entries: Any, where: str) -> None:
 
 
 def validate_profile(profile: Any, source: str | Path = "<profile>", *,
-                     eval_defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     eval_defaults: Mapping[str, Any] | None = None,
+                     extra_keys: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """Check a (merged) parameter profile: top-level keys, every ``common`` key's type
     (:data:`PROFILE_TYPES`), each track (:data:`TRACK_TYPES`; ``data``, ``eval`` and ``train`` as
     in a grid; ``arms`` are train overrides), ``train``, ``scaling_arms``, sampler names and
-    parameters, ISA ablation variants and the verdict rules (``analysis``). Returns the profile;
+    parameters, ISA ablation variants and the verdict rules (``analysis``). ``extra_keys``: other
+    parameters the notebooks declare (accepted, their types unchecked). Returns the profile;
     raises :class:`ConfigError` naming the file and the key (``common.tracks.hh.data.pool_size``)."""
     where = str(source)
+    known = {**PROFILE_TYPES, **{k: Any for k in sorted(extra_keys) if k not in PROFILE_TYPES}}
     prof = _check_keys(profile, (*PROFILE_FILE_KEYS, "profile"), where)
-    common = _check_keys(prof.get("common") or {}, PROFILE_TYPES, f"{where}: common")
+    common = _check_keys(prof.get("common") or {}, known, f"{where}: common")
     for key, value in common.items():
-        common[key] = check_value(value, PROFILE_TYPES[key], f"{where}: common.{key}")
+        common[key] = check_value(value, known[key], f"{where}: common.{key}")
     if "train" in common:
         common["train"] = check_train(common["train"], f"{where}: common.train")
     for name, track in (common.get("tracks") or {}).items():
@@ -379,6 +382,6 @@ def validate_profile(profile: Any, source: str | Path = "<profile>", *,
     if not isinstance(notebooks, Mapping):
         raise ConfigError(f"{where}: 'notebooks' must be a mapping of notebook names to parameters")
     for name, params in notebooks.items():
-        _check_keys(params or {}, PROFILE_TYPES, f"{where}: notebooks.{name}")
+        _check_keys(params or {}, known, f"{where}: notebooks.{name}")
     prof["common"] = common
     return prof
