@@ -79,11 +79,15 @@ class Context:
 
     def after_run(self, spec: RunSpec, model: Any, tokenizer: Any, metrics: Mapping[str, Any]) -> None:
         """Save the trained policy when ``save_model`` is set (:func:`effalign.train.save_policy`)."""
-        if self.save_model:
+        from .runs import is_main_process
+
+        if self.save_model and is_main_process():  # one copy under a multi-process launch
             from .train import save_policy
 
-            save_policy(model, tokenizer, Path(self.save_model).expanduser() / spec.key, spec=spec.to_dict(),
-                        key=spec.key, metrics=metrics)
+            target = Path(self.save_model).expanduser() / spec.key
+            if target.exists():  # an earlier save of this run key (an interrupted grid, a rerun)
+                warnings.warn(f"{target} holds an earlier save of run {spec.key}; it is replaced", stacklevel=2)
+            save_policy(model, tokenizer, target, spec=spec.to_dict(), key=spec.key, metrics=metrics, replace=True)
 
     def split(self, data_spec: Mapping[str, Any]) -> tuple[PreferenceData, PreferenceData]:
         """Pool and evaluation pairs for a spec's ``data`` mapping (cached)."""

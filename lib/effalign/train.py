@@ -362,15 +362,16 @@ def logging_callbacks(report_to: Sequence[str], logging_dir: str | None) -> tupl
 
 
 def save_policy(model: Any, tokenizer: Any, path: str | Path, *, key: str, spec: dict[str, Any],
-                metrics: dict[str, Any]) -> Path:
+                metrics: dict[str, Any], replace: bool = False) -> Path:
     """Save a trained policy (LoRA already merged into it, or the fully fine-tuned weights) with
     its tokenizer and a model card (``README.md``: the run key, what it was trained on, its
-    settings and its metrics) to ``path``, a new or empty folder (written beside, then renamed)."""
+    settings and its metrics) to ``path``, a new or empty folder (written beside, then renamed;
+    ``replace=True`` replaces a folder there, e.g. an earlier save of the same run key)."""
     import json
     import shutil
 
     path = Path(path).expanduser()
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and any(path.iterdir()) and not replace:
         raise FileExistsError(f"{path} is not empty; the policy of run {key} is not saved over another one")
     tmp = path.with_name(f".{path.name}.saving")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -382,7 +383,7 @@ def save_policy(model: Any, tokenizer: Any, path: str | Path, *, key: str, spec:
         (tmp / "effalign_run.json").write_text(json.dumps({"key": key, "spec": spec, "metrics": _scalars(metrics)},
                                                           indent=1, sort_keys=True, default=str) + "\n")
         if path.exists():
-            path.rmdir()
+            shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
