@@ -150,11 +150,10 @@ def test_profile_file_is_merged_over_its_base_with_its_own_store(tmp_path, monke
     ("basis: smoke\n", r"mine\.yaml: unknown key\(s\) 'basis'"),
 ])
 def test_profile_errors_name_the_key(tmp_path, text, message):
-    from effalign.cli import main
+    from effalign.book import load_profile
 
     path = tmp_path / "mine.yaml"
     path.write_text(text)
-    from effalign.book import load_profile
 
     with pytest.raises(ValueError, match=message):
         load_profile(str(path))
