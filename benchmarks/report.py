@@ -307,7 +307,7 @@ def headline_section(profile: str = "default") -> str:
         gains = [s["sentence"] for s in f.saturation.values()]
         lines += [f"**{name}**: " + " ".join(findings.claim_statements(f) + fits + gains), ""]
     lines += ["**Closing note**: " + " ".join(findings.closing_statements(result, runs)), "",
-              "**Still missing**: " + " ".join(notebook.missing_statements(cells)), ""]
+              "**Still missing**: " + " ".join(notebook.missing_statements(cells, notes=False)), ""]
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ from .logps import (
     ReferenceLogps,
     TokenizeConfig,
     TokenizedPair,
+    check_same_precision,
     collate,
     completion_log_softmax,
     completion_logps,
@@ -181,6 +182,7 @@ def preference_accuracy(
     The untrained policy scores exactly 0.5 (all ties), margin 0, loss log 2, by construction;
     see the module docstring.
     """
+    check_same_precision(model, ref)  # an untrained policy must tie with its own reference
     tokenized, _ = tokenize_pairs(pairs, tokenizer, config)
     chosen, rejected = policy_logps(model, tokenized, tokenizer.pad_token_id, batch_size=batch_size, progress=progress)
     result = preference_eval_from_logps(chosen, rejected, ref, beta=beta, n_boot=n_boot, seed=seed)
