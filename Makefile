@@ -53,6 +53,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py
 	$(PY) benchmarks/bench_samplers.py
 	$(PY) benchmarks/bench_train.py --stock
+	$(PY) benchmarks/bench_roofline.py
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_attention.py
+	$(PY) benchmarks/bench_embed.py
+	$(PY) benchmarks/bench_cost_run.py
 	$(PY) benchmarks/report.py
 
 clean-book:

@@ -56,7 +56,7 @@ def plain_loop(pairs, config: DPOTrainConfig, ref: ReferenceLogps) -> dict[str, 
     tokenized, _ = tokenize_pairs(pairs, tok, config.tokenize)
     batches = length_sorted_batches([t.n_tokens for t in tokenized], config.batch_size)
     tokens = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for idx in batches:
         batch = pair_batch([tokenized[j] for j in idx], tok.pad_token_id)
         tokens += int(batch.attention_mask.sum())
@@ -68,8 +68,9 @@ def plain_loop(pairs, config: DPOTrainConfig, ref: ReferenceLogps) -> dict[str, 
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    wall = time.perf_counter() - t0
-    return {"wall_s": round(wall, 2), "pairs_per_s": round(len(pairs) / wall, 3), "tokens_per_s": round(tokens / wall, 1)}
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "pairs_per_s": round(len(pairs) / wall, 3),
+            "tokens_per_s": round(tokens / wall, 1)}
 
 
 def main() -> None:

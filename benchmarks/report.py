@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -78,7 +79,146 @@ def perf_section() -> str:
         parts.append(f"**DPO training throughput** (`benchmarks/bench_train.py`, SmolLM2-135M-Instruct, "
                      f"{t['rows'][0]['pairs']} HH pairs, max_length {t['max_length']}, {t['note']}; "
                      + _device(t) + ")\n\n" + "\n".join(lines) + "\n")
+    parts += [x for x in (roofline_part(), model_part(), attention_part(), embed_part(), cost_part()) if x]
     return "\n".join(parts) or "_No benchmark results stored yet: run `make bench`._\n"
+
+
+def _load_note(d: dict) -> str:
+    a, b = d.get("machine_before", {}), d.get("machine_after", {})
+    return (f"1-minute load average {a.get('load_avg_1m', float('nan')):.1f} before, {b.get('load_avg_1m', float('nan')):.1f} "
+            f"after, on {a.get('cpu_count', '?')} cores")
+
+
+def roofline_part() -> str | None:
+    r = _load("roofline")
+    if not r:
+        return None
+    lines = ["| threads | rows (batch × positions) | bf16 best shape GFLOP/s | bf16 one layer GFLOP/s | fp32 best shape | "
+             "fp32 one layer | bf16 / fp32 (layer) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for x in r["runs"]:
+        lines.append(f"| {x['threads']} | {x['rows']:,} | {x['bf16_peak_gflops']:,.0f} | {x['bf16_layer_gflops']:,.0f} | "
+                     f"{x['fp32_peak_gflops']:,.0f} | {x['fp32_layer_gflops']:,.0f} | {x['bf16_over_fp32']:.1f} |")
+    return ("**Roofline** (`benchmarks/bench_roofline.py`: matmuls at SmolLM2-135M's shapes, hidden 576, MLP 1,536, "
+            f"key/value 192, LM head 49,152; best of three rounds; {_load_note(r)}; read bandwidth of a 256 MiB sum "
+            f"{r['bandwidth_gbs_1t']} GB/s on 1 thread, {r['bandwidth_gbs_2t']} GB/s on 2). \"One layer\" is the "
+            "FLOP-weighted rate of a decoder layer's matmuls, the ceiling of a whole forward or backward pass; every share "
+            "below divides by the 1-thread one-layer bf16 rate measured again inside that benchmark's own run. "
+            "1-thread rows are per CPU second (what one core does whatever the neighbours do); 2-thread rows per wall "
+            "second, and with the other engineers' processes on both cores they measure contention, not the hardware.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def model_part() -> str | None:
+    m = _load("model")
+    if not m:
+        return None
+    peak = m["roofline_1t"]["bf16_layer_gflops"]
+    lines = ["| work | throughput per CPU second | model GFLOP/s | share of the bf16 roofline | target | met |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in m["training"]:
+        name = {"lora_qv": "DPO training, LoRA q/v", "full": "DPO training, full fine-tuning"}[r["setting"]]
+        lines.append(f"| {name} ({r['pairs']} HH pairs, 64 + 48 tokens, batch 8) | {r['effalign_tokens_per_s']:,.0f} tokens/s "
+                     f"({r['effalign_pairs_per_s']:.2f} pairs/s; {r['effalign_wall_pairs_per_s']:.2f} per wall second; plain loop ratio "
+                     f"{r['plain_ratio']:.2f}) | {r['model_gflops']:,.0f} | "
+                     f"{r['roofline_share']:.0%} (plain loop {r['plain_roofline_share']:.0%}) | ≥ 50%, plain ratio ≥ 0.9 | "
+                     f"{'yes' if r['roofline_share'] >= 0.5 and r['plain_ratio'] >= 0.9 else 'no'} |")
+    lp = m["logps"]
+    lines.append(f"| reference log-probs, {lp['pairs']} long pairs (192 + 64 tokens, length-sorted batches of 8, bf16) | "
+                 f"{lp['pairs_per_s']:.2f} pairs/s, {lp['tokens_per_s']:,.0f} tokens/s | {lp['body_gflops']:,.0f} | "
+                 f"{lp['roofline_share']:.0%} | — | — |")
+    g = m["generation"]
+    for mode in ("greedy", "sampled"):
+        x = g[mode]
+        lines.append(f"| {mode} decoding, {x['batch']} testbed prompts × up to 32 new tokens | {x['tokens_per_s']:,.1f} tokens/s | — | "
+                     f"{x['bound_share']:.0%} of the bandwidth bound ({x['bandwidth_bound_tokens_per_s']:,.0f} tokens/s: "
+                     f"{g['bandwidth_gbs']} GB/s ÷ {g['weight_mb']:,.0f} MB of weights × batch) | — | — |")
+    prof = ["| operator (self time) | seconds | share |", "| --- | --- | --- |"]
+    for e in m["profile_lora_top"][:8]:
+        prof.append(f"| `{e['op']}` | {e['self_s']:.2f} | {e['share']:.1%} |")
+    return (f"**Model throughput, 1 thread** (`benchmarks/bench_model.py`; bf16 roofline of this run: {peak:,.0f} GFLOP/s one "
+            f"layer; {_load_note(m)}). Rates are per CPU second of the benchmark process (the roofline's too): with "
+            "several times more runnable processes than cores, wall-clock rates measure the neighbours. Model FLOPs: 4 per weight per token for LoRA (forward + activation gradients), 6 "
+            "for full fine-tuning, the LM head on completion positions only; log-probs forward only (2).\n\n"
+            + "\n".join(lines) + "\n\n**Where LoRA training time goes** (torch.profiler over 2 steps of 8 pairs, "
+            "same benchmark run, the whole train_dpo call with its policy load and LoRA merge; the profiler clocks wall time, "
+            "so on the loaded machine the shares count, not the seconds; the eight largest operators by "
+            "self time):\n\n" + "\n".join(prof) + "\n")
+
+
+def attention_part() -> str | None:
+    a = _load("attention")
+    if not a:
+        return None
+    return (f"**Opt-in training attention** (`benchmarks/bench_attention.py`, LoRA q/v, {a['pairs']} HH pairs, 64 + 48 "
+            f"tokens, 1 thread; {_load_note(a)}): `train: {{train_attention: eager}}` trains in {a['eager_cpu_s']:.1f} CPU s "
+            f"against {a['sdpa_cpu_s']:.1f} CPU s with the default `sdpa` ({a['speedup']:.2f}×), because PyTorch's CPU "
+            "flash-attention backward is slow in bf16 (the profile above). It rounds differently, and the training "
+            "reference log-probs still come from `sdpa`, which adds a kernel mismatch to the step-one noise (LoRA dropout, "
+            f"bf16 batch rounding): the first-step loss is {a['eager_losses'][0]:.4f} against {a['sdpa_losses'][0]:.4f} "
+            "(log 2 = 0.6931 when policy and reference agree exactly), losses differ by up to "
+            f"{a['max_abs_loss_diff']:.4f} per step, and the trained policies' held-out chosen − rejected log-prob "
+            f"differences by {a['held_logp_margin_mean_abs_diff']:.2f} nats per pair on average over {a['held_out']} pairs "
+            f"({0.1 * a['held_logp_margin_mean_abs_diff']:.3f} implicit-reward units at β = 0.1, the size of the HH effect "
+            "of interest, although partly the divergence of two training trajectories). So it stays off by default; "
+            "before a grid uses it, the training reference should be computed with the same kernel. Evaluation always "
+            "runs `sdpa`, like its reference; the field is part of "
+            "the run key, so a grid switches it on deliberately.\n")
+
+
+def embed_part() -> str | None:
+    e = _load("embed")
+    if not e:
+        return None
+    if "fp32_texts_per_cpu_s" in e:
+        rates = (f"float32 (default) {e['fp32_texts_per_cpu_s']:.1f} texts per CPU second ({e['fp32_texts_per_s']:.1f} per wall "
+                 f"second), bf16 autocast (opt-in, `embedder: all-minilm-l6-v2@bf16`) {e['bf16_texts_per_cpu_s']:.1f} per CPU "
+                 f"second ({e['bf16_texts_per_s']:.1f} per wall second)")
+    else:  # results written before the CPU-second clock
+        rates = (f"float32 (default) {e['fp32_texts_per_s']:.1f} texts per wall second, bf16 autocast (opt-in, "
+                 f"`embedder: all-minilm-l6-v2@bf16`) {e['bf16_texts_per_s']:.1f}")
+    return (f"**Embeddings** (`benchmarks/bench_embed.py`, MiniLM, 1 thread, {e['texts']} HH texts of {e['mean_chars']:,.0f} "
+            f"characters on average; {_load_note(e)}): {rates}: {e['speedup']:.2f}× "
+            f"(target ≥ 3×: {'met' if e['speedup'] >= 3 else 'not met'}). Cosine similarity to the float32 vectors: "
+            f"min {e['cosine_min']:.4f}, mean {e['cosine_mean']:.5f} on those texts; min {e['pool_cosine_min']:.4f} over the "
+            f"{e['pool_pairs']}-pair v2 HH pool of seed 0 (target ≥ 0.999: "
+            f"{'met' if min(e['cosine_min'], e['pool_cosine_min']) >= 0.999 else 'not met'}). ISA's 10% selection "
+            f"({e['isa_budget']} pairs) on that pool: {e['isa_overlap']} of {e['isa_budget']} pairs shared"
+            f"{' (identical)' if e['isa_identical'] else ''}, so bf16 stays opt-in (the embedder name enters the run key "
+            "and the cache key).\n")
+
+
+def cost_part() -> str | None:
+    path = RESULTS / "cost_run.jsonl"
+    if not path.exists():
+        return None
+    from effalign.tables import cost_breakdown_table
+
+    rec = json.loads(path.read_text().splitlines()[0])
+    m = rec["metrics"]
+    proj = rec.get("extra", {}).get("cost_projection") or {}
+    table = cost_breakdown_table(rec)
+    full, ran = proj.get("full_steps"), proj.get("run_steps") or m.get("steps")
+    train_full = m["cost_training_s"] * full / ran if full else math.nan
+    run_full = m["cost_run_s"] - m["cost_training_s"] + train_full
+    lines = ["| part | seconds | share of the run | tokens | tokens/s | projected seconds at " + f"{full} steps | projected share |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in table.itertuples(index=False):
+        sec_full = train_full if row.part == "training" else (run_full if row.part == "whole run" else row.seconds)
+        tok = "—" if math.isnan(row.tokens) else f"{row.tokens:,.0f}"
+        tps = "—" if math.isnan(row.tokens_per_s) else f"{row.tokens_per_s:,.0f}"
+        lines.append(f"| {row.part} | {row.seconds:,.1f} | {row.share:.1%} | {tok} | {tps} | {sec_full:,.1f} | {sec_full / run_full:.1%} |")
+    eval_share = (m["cost_evaluation_s"] + m["cost_generation_s"]) / run_full
+    return (f"**Cost of one v2 run** (`benchmarks/bench_cost_run.py`: the v2 primary grid's random 10% cell, seed 0, "
+            f"run `{rec['key']}` with max_steps {ran} instead of {full}, 1 thread, stored in `benchmarks/results/cost_run.jsonl`; "
+            "record fields `cost_<part>_s` / `cost_<part>_tokens`, read by `effalign.tables.cost_breakdown_table`). "
+            f"The projection scales the measured training seconds per step to the grid's {full} steps. Evaluation (held-out "
+            f"pairs, plus generation where the track has it) takes {eval_share:.0%} of the projected run "
+            f"(target ≤ 25%: {'met' if eval_share <= 0.25 else 'not met'}; {m['cost_evaluation_s'] / m['cost_run_s']:.0%} of the cut "
+            f"{ran}-step run itself). The evaluation set's reference log-probs count under reference; a grid process computes "
+            "them once and every later run reads them from memory (its reference share is then about zero). Seconds are "
+            "wall seconds on the shared machine (several times more runnable processes than cores during the run), so the "
+            "shares count more than the seconds. The testbed track adds generation (greedy "
+            "answers to 400 prompts and KL samples), not measured in this run.\n\n" + "\n".join(lines) + "\n")
 
 
 def runs_section() -> str:
@@ -167,7 +307,7 @@ def headline_section(profile: str = "default") -> str:
         gains = [s["sentence"] for s in f.saturation.values()]
         lines += [f"**{name}**: " + " ".join(findings.claim_statements(f) + fits + gains), ""]
     lines += ["**Closing note**: " + " ".join(findings.closing_statements(result, runs)), "",
-              "**Still missing**: " + " ".join(notebook.missing_statements(cells)), ""]
+              "**Still missing**: " + " ".join(notebook.missing_statements(cells, notes=False)), ""]
     return "\n".join(lines)
 
 

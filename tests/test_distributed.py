@@ -316,7 +316,8 @@ def test_cli_shard_dry_run_and_bad_shard(grid_file, tmp_path, capsys):
         assert main(["run", "--dry-run", "--grid", str(path), "--store", str(tmp_path / "s"), "--shard", f"{i}/2"]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert f"shard {i}/2:" in lines[1] and f"@shard-{i}-of-2.jsonl" in lines[2]
-        listed += [line.split()[0] for line in lines[3:]]
+        listed += [line.split()[0] for line in lines[3:-1]]
+        assert lines[-1].endswith("to run")
     assert sorted(listed) == sorted(s.key for s in experiment.expand_grid(grid))
     assert main(["run", "--dry-run", "--grid", str(path), "--shard", "2/2"]) == 2
     assert "0 <= i < N" in capsys.readouterr().err

@@ -81,8 +81,9 @@ def test_cli_run_takes_several_grids_seed_by_seed(setup, tmp_path, capsys):
     assert main(["run", "--dry-run", "--grid", str(paths[0]), "--grid", str(paths[1]), "--store", str(store_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "8 runs in 2 grid(s)" in lines[0]
-    seeds = [int(line.split()[-1]) for line in lines[1:]]
+    seeds = [int(line.split()[3]) for line in lines[1:-1]]
     assert seeds == [0, 0, 0, 0, 1, 1, 1, 1]  # every grid's seed 0 first
+    assert all(line.endswith("to run") for line in lines[1:-1]) and lines[-1].startswith("0 of 8 distinct runs stored")
 
 
 def test_eval_size_samples_a_separate_eval_source(setup, tmp_path):

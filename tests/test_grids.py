@@ -63,7 +63,8 @@ def test_grids_match_the_command_line(tmp_path):
     assert len(keys["t_scaling"] & keys["t_samplers"]) == 1  # random at 10%, seed 0: one run for both grids
     assert keys["t_scaling"] & keys["t_full"]  # the whole pool at seed 0 is shared too
     (tmp_path / "params").mkdir()
-    (tmp_path / "params" / "t.yaml").write_text(yaml.safe_dump({k: v for k, v in profile.items() if k != "profile"}))
+    complete = {"base": None, **{k: v for k, v in profile.items() if k != "profile"}}  # merged over nothing
+    (tmp_path / "params" / "t.yaml").write_text(yaml.safe_dump(complete))
     paths = grids.export_grids(str(tmp_path / "params" / "t.yaml"), tmp_path / "grids", device="cpu")
     assert [p.stem for p in paths] == list(built)
     for path, grid in zip(paths, built.values()):

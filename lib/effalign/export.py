@@ -2,7 +2,9 @@
 
 :func:`export_subset` loads a preference source, runs a sampler (:func:`effalign.samplers.get_sampler`)
 and writes the subset in TRL's conversational format with a JSON sidecar (:func:`sidecar_path`)
-holding the spec, the indices, the per-row scores and the sampler's metadata.
+holding the spec, the indices, the per-row scores and the sampler's metadata. The sidecar is a
+hidden file (``.subset.meta.json`` beside ``subset.jsonl``), which ``datasets.load_dataset(FOLDER)``
+and ``trl dpo --dataset_name FOLDER`` skip, so they read the subset alone.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ __all__ = ["export_subset", "sidecar_path"]
 
 
 def sidecar_path(out: str | Path) -> Path:
-    """The sidecar of ``subset.jsonl`` (or ``subset.jsonl.gz``): ``subset.meta.json`` beside it."""
+    """The sidecar of ``subset.jsonl`` (or ``subset.jsonl.gz``): the hidden file ``.subset.meta.json``
+    beside it (hidden files are not data files to ``datasets``' folder loader, nor to TRL's)."""
     out = Path(out)
     name = out.name
     for suffix in (".jsonl.gz", ".jsonl"):
         if name.endswith(suffix):
-            return out.with_name(name[: -len(suffix)] + ".meta.json")
+            return out.with_name("." + name[: -len(suffix)] + ".meta.json")
     raise ValueError(f"output must end with .jsonl or .jsonl.gz, got {out}")
 
 
@@ -59,10 +62,15 @@ def export_subset(
     seed: int = 0,
     split: str | None = None,
     params: dict[str, Any] | None = None,
+    *,
+    config: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
 ) -> str:
     """Select a subset of ``source`` and write it; returns a short text summary.
 
-    Loads with :func:`effalign.data.load_preferences`; the budget is ``budget`` or
+    Loads with :func:`effalign.data.load_preferences` (``split``, ``config``, ``data_dir`` and
+    ``revision`` for a hub data set); the budget is ``budget`` or
     ``max(1, round(fraction * N))``. Writes ``out`` (``.jsonl``, or gzip ``.jsonl.gz``) with the
     chosen rows in pool order, in TRL's conversational format (``prompt``/``chosen``/``rejected``
     message lists plus ``metadata`` with the original metadata and ``pool_index``), and the
@@ -77,7 +85,7 @@ def export_subset(
     meta_path = sidecar_path(out)
     if (fraction is None) == (budget is None):
         raise ValueError("give exactly one of fraction and budget")
-    data = load_preferences(source, split=split)
+    data = load_preferences(source, split=split, config=config, data_dir=data_dir, revision=revision)
     n = len(data)
     if fraction is not None:
         if not 0 < fraction <= 1:
@@ -114,6 +122,7 @@ def export_subset(
     spec = {
         "source": str(source),
         "split": split,
+        **{k: v for k, v in (("config", config), ("data_dir", data_dir), ("revision", revision)) if v},
         "load_report": data.report.to_dict() if data.report else None,
         "pool_fingerprint": data.fingerprint(),
         "sampler": smp.name,

@@ -40,7 +40,7 @@ __all__ = [
     "closing_statements",
     "cost_statements", "data_or_compute", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding",
     "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_frame", "selector_statements",
-    "subset_verdict", "track_findings",
+    "subset_verdict", "track_findings", "truncation_statements",
 ]
 
 # ----------------------------------------------------------------------------- descriptive scaling
@@ -248,7 +248,7 @@ class TrackFindings:
     ranks: pd.DataFrame | None
     ranks_note: str
     means: pd.DataFrame
-    equal_compute: list[str] = field(default_factory=list)  # the scaling arms with equal steps for every size
+    equal_compute: list[str] = field(default_factory=list)  # the scaling arms with an equal compute budget for every size
     pilot: Any = None  # the design's pilot rule (effalign.design.PilotRule), when the profile has a design
 
     @property
@@ -434,16 +434,45 @@ def selector_statements(summary: pd.DataFrame, metric: str, ranks_note: str = ""
 
 
 def device_statements(records: Sequence[Mapping[str, Any]], current: Any = None) -> list[str]:
-    """Which device produced the records (from their provenance), and the device of this session."""
+    """Which device produced the records (from their provenance), and the device of this session;
+    a truncation note when their tokenisation cut many answer tokens (:func:`truncation_statements`)."""
     if not records:
-        return ["No runs of this comparison are stored yet."]
+        return ["No runs of this comparison are stored yet (the chapter trains them when `run_missing` is true "
+                "and its store is one of your own: `python -m effalign book --profile PROFILE`)."]
     out = [f"The runs below were produced on {', '.join(sorted({device_label(r) for r in records}))} (from the "
            "records' provenance)."]
     if current is not None:
         kind = getattr(current, "type", str(current))
         out.append(f"This build of the notebook ran on {'a CUDA GPU' if kind == 'cuda' else 'the CPU'}; "
                    "stored runs are read, not recomputed.")
-    return out
+    return out + truncation_statements(records)
+
+
+def truncation_statements(records: Any, threshold: float = 0.25) -> list[str]:
+    """A sentence when the runs' tokenisation cut more than ``threshold`` of the completion tokens
+    (records that counted them: ``extra.truncation.completion_tokens``), naming the setting;
+    ``records``: records, or lists and mappings of them."""
+
+    def flat(value: Any) -> list[Any]:
+        if isinstance(value, Mapping) and "key" not in value:
+            return [r for v in value.values() for r in flat(v)]
+        if isinstance(value, (list, tuple)):
+            return [r for v in value for r in flat(v)]
+        return [value]
+
+    cut = total = 0
+    heavy = set()
+    for rec in {r["key"]: r for r in flat(records) if isinstance(r, Mapping) and "key" in r}.values():
+        trunc = ((rec.get("extra") or {}).get("truncation") or {})
+        if trunc.get("completion_tokens"):
+            cut, total = cut + trunc["completion_tokens_cut"], total + trunc["completion_tokens"]
+            if trunc["completion_tokens_cut"] > threshold * trunc["completion_tokens"]:
+                heavy.add(rec["spec"].get("train", {}).get("max_completion_tokens", "the default"))
+    if total and cut > threshold * total:
+        return [f"The tokenisation cut {cut / total:.0%} of the completion tokens these runs trained on "
+                f"(max_completion_tokens: {', '.join(map(str, sorted(heavy, key=str)))}): the policy learned from "
+                "the first tokens of each answer only. Raise `train.max_completion_tokens` in the profile to keep more."]
+    return []
 
 
 def cost_statements(records: Sequence[Mapping[str, Any]], metric: str, full_label: str = "full") -> list[str]:

@@ -151,8 +151,9 @@ def track_grids(track: str, spec: Mapping[str, Any], *, model: str, train: Mappi
 
 
 def equal_compute_arms(arms: Mapping[str, Mapping[str, Any] | None] | None) -> list[str]:
-    """The scaling arms that give every subset size the same optimiser steps (``budget: steps``)."""
-    return [name for name, o in (arms or {}).items() if (o or {}).get("budget") == "steps"]
+    """The scaling arms that give every subset size the same compute budget (``budget: steps``, or
+    ``budget: converge``: the same cap of steps with early stopping on the validation split)."""
+    return [name for name, o in (arms or {}).items() if (o or {}).get("budget") in ("steps", "converge")]
 
 
 def arm_of(grid_name: str) -> str | None:

@@ -15,12 +15,22 @@ a hash of the tokenizer (vocabulary, merges, special tokens, chat template), the
 settings and the pair content), so one pool's reference numbers serve every subset: the margin
 samplers and DPO training read the same cache. A damaged cache file is moved aside and rebuilt
 (:mod:`effalign.caches`).
+
+Reference and policy log-probs are only comparable when computed in the same precision: float32
+weights under bf16 autocast (full fine-tuning) or bf16 weights (LoRA on a bf16 base); see
+:func:`training_dtype` and :func:`precision_path`. :func:`reference_logps` given a policy *name*
+loads it as the training mode of its ``config`` does (a :class:`~effalign.train.DPOTrainConfig`),
+records the precision it used, and :func:`check_same_precision` refuses to compare numbers made
+in different precisions. :func:`truncation_warning` tells when a setting cuts more than a
+quarter of the completion tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -69,6 +79,13 @@ class TruncationReport:
     rejected_truncated: int = 0
     prompt_tokens_cut: int = 0
     completion_tokens_cut: int = 0
+    #: completion tokens before any cut (chosen and rejected; 0 in reports made before it was counted)
+    completion_tokens: int = 0
+
+    @property
+    def completion_cut_share(self) -> float:
+        """Share of the completion tokens that the cut removed (0 when nothing was counted)."""
+        return self.completion_tokens_cut / self.completion_tokens if self.completion_tokens else 0.0
 
     def __str__(self) -> str:
         return (
@@ -111,11 +128,35 @@ def tokenize_pairs(
             report.prompt_tokens_cut += len(p) - config.max_prompt_tokens
             p = p[-config.max_prompt_tokens :]
         for name, ids in (("chosen", c), ("rejected", r)):
+            report.completion_tokens += len(ids)
             if len(ids) > config.max_completion_tokens:
                 setattr(report, f"{name}_truncated", getattr(report, f"{name}_truncated") + 1)
                 report.completion_tokens_cut += len(ids) - config.max_completion_tokens
         out.append(TokenizedPair(p, c[: config.max_completion_tokens], r[: config.max_completion_tokens]))
     return out, report
+
+
+#: a cut removing more than this share of the completion tokens is warned about
+TRUNCATION_WARN_SHARE = 0.25
+
+
+class TruncationWarning(UserWarning):
+    """Tokenisation cut a large share of the completion tokens (raise ``max_completion_tokens``)."""
+
+
+def truncation_warning(report: TruncationReport, config: TokenizeConfig, where: str = "training") -> str | None:
+    """Warn (:class:`TruncationWarning`) when the cut removed more than a quarter of the completion
+    tokens, with the share and the setting to change; returns the message (None: no warning)."""
+    share = report.completion_cut_share
+    if share <= TRUNCATION_WARN_SHARE:
+        return None
+    message = (f"{where}: max_completion_tokens={config.max_completion_tokens} cuts {share:.0%} of the completion "
+               f"tokens ({report.completion_tokens_cut} of {report.completion_tokens}; chosen cut in "
+               f"{report.chosen_truncated} and rejected in {report.rejected_truncated} of {report.pairs} pairs): "
+               "the model learns from the first tokens of each answer only. Raise train.max_completion_tokens "
+               "(grid or profile `train`, DPOTrainConfig.max_completion_tokens) to keep more of each answer")
+    warnings.warn(TruncationWarning(message), stacklevel=2)
+    return message
 
 
 @dataclass
@@ -163,6 +204,32 @@ def _decoder_and_head(model: Any) -> tuple[Any, Any]:
     if body is None or head is None:
         raise TypeError(f"{type(model).__name__} does not expose a decoder body and an LM head")
     return body, head
+
+
+def training_dtype(lora: bool) -> torch.dtype:
+    """The weights' dtype in a training mode: bf16 for LoRA (a frozen bf16 base), float32 master
+    weights for full fine-tuning (run under bf16 autocast, :func:`autocast_default`)."""
+    return torch.bfloat16 if lora else torch.float32
+
+
+def precision_path(model: Any) -> str:
+    """How log-probs of ``model`` are computed: ``"autocast"`` (float32 weights, bf16 autocast) or
+    the weights' dtype (``"bfloat16"``)."""
+    return "autocast" if autocast_default(model) else str(next(model.parameters()).dtype).replace("torch.", "")
+
+
+def check_same_precision(model: Any, ref: Any, what: str = "the policy") -> None:
+    """Refuse (ValueError) to compare ``model``'s log-probs with reference log-probs ``ref`` made
+    in another precision (an untrained policy would not tie with its own reference)."""
+    made = getattr(ref, "precision", "")
+    now = precision_path(model)
+    if made and made != now:
+        describe = {"autocast": "float32 weights under bf16 autocast (full fine-tuning)",
+                    "bfloat16": "bf16 weights (LoRA)"}
+        raise ValueError(
+            f"the reference log-probs were computed with {describe.get(made, made)} but {what} runs with "
+            f"{describe.get(now, now)}: their differences would be rounding, not training. Compute the reference "
+            "as the policy is trained: reference_logps(pairs, model_name, config=<the run's DPOTrainConfig>)")
 
 
 def autocast_default(model: Any) -> bool:
@@ -298,7 +365,11 @@ class ReferenceLogps:
     rejected: np.ndarray
     computed: int = 0  # pairs computed now (the rest came from the cache)
     forward_calls: int = 0
+    tokens: int = 0  # tokens (prompt + completion, padding excluded) run through the model now
+    seconds: float = 0.0  # time spent computing them now (cache reads excluded)
     truncation: dict[str, int] = field(default_factory=dict)
+    #: the precision they were computed in (:func:`precision_path`; "" when unknown)
+    precision: str = ""
 
     @property
     def margins(self) -> np.ndarray:
@@ -319,25 +390,35 @@ def reference_logps(
     pairs: Sequence[Any],
     policy: str | tuple[Any, Any] = "smollm2-135m-instruct",
     *,
-    config: TokenizeConfig = TokenizeConfig(),
+    config: Any = TokenizeConfig(),
     batch_size: int = 8,
     cache: bool | str | Path = True,
     progress: bool | None = None,
+    dtype: torch.dtype | None = None,
 ) -> ReferenceLogps:
     """Reference log-probs for every pair, computed once per (model, tokenisation, pair).
 
-    ``policy`` is a policy name (loaded with :func:`effalign.models.load_policy`, bf16) or a
-    ``(model, tokenizer)`` tuple. Cached values are reused; only missing pairs are run, in
-    length-grouped batches with a progress bar (for more than 64 pairs on a terminal, never in a
-    notebook: :func:`effalign.progress.auto_progress`; ``progress`` True/False forces it).
+    ``policy`` is a policy name or a ``(model, tokenizer)`` tuple (used as it is). ``config`` is a
+    :class:`TokenizeConfig` or a :class:`~effalign.train.DPOTrainConfig`; with the latter a
+    policy name is loaded in the precision its training mode uses (:func:`training_dtype`: float32
+    under bf16 autocast for full fine-tuning, bf16 for LoRA), so the untrained policy ties with
+    its reference; ``dtype`` chooses the weights' dtype explicitly (default bf16 for a name with a
+    :class:`TokenizeConfig`). The result records its :attr:`~ReferenceLogps.precision`. Cached
+    values are reused; only missing pairs are run, in length-grouped batches with a progress bar
+    (for more than 64 pairs on a terminal, never in a notebook: :func:`effalign.progress.auto_progress`;
+    ``progress`` True/False forces it).
     """
+    lora = getattr(config, "lora", None)
+    config = getattr(config, "tokenize", config)
     if isinstance(policy, str):
         from .models import load_policy
 
-        model, tokenizer = load_policy(policy)
+        if dtype is None:
+            dtype = training_dtype(bool(lora)) if lora is not None else torch.bfloat16
+        model, tokenizer = load_policy(policy, dtype=dtype)
     else:
         model, tokenizer = policy
-    path = "autocast" if autocast_default(model) else str(next(model.parameters()).dtype).replace("torch.", "")
+    path = precision_path(model)
     ns = (f"{model_fingerprint(model)}:{tokenizer_fingerprint(tokenizer)}:{path}:"
           f"{config.max_prompt_tokens}:{config.max_completion_tokens}")
     keys = [pair_key(p) for p in pairs]
@@ -349,8 +430,9 @@ def reference_logps(
     for i in missing_idx:
         first_of.setdefault(keys[i], i)
     todo = list(first_of.values())
-    result = ReferenceLogps(np.zeros(len(pairs)), np.zeros(len(pairs)))
+    result = ReferenceLogps(np.zeros(len(pairs)), np.zeros(len(pairs)), precision=path)
     if todo:
+        started = time.perf_counter()
         tokenized, report = tokenize_pairs([pairs[i] for i in todo], tokenizer, config)
         result.truncation = report.to_dict()
         was_training = model.training
@@ -362,6 +444,7 @@ def reference_logps(
             batch = pair_batch([tokenized[j] for j in idx], tokenizer.pad_token_id)
             lp = completion_logps(model, batch).cpu().numpy()
             result.forward_calls += 1
+            result.tokens += batch.n_tokens
             n = len(idx)
             for row, j in enumerate(idx):
                 new[keys[todo[j]]] = (float(lp[row]), float(lp[row + n]))
@@ -374,6 +457,7 @@ def reference_logps(
         found.update(new)
         model.train(was_training)
         result.computed = len(todo)
+        result.seconds = time.perf_counter() - started
     for i, k in enumerate(keys):
         result.chosen[i], result.rejected[i] = found[k]
     return result

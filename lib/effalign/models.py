@@ -453,6 +453,51 @@ def _save_tiny(target: Path, seed: int) -> None:
         (tmp / _MARKER).write_text(json.dumps({"source": "tiny_policy", "seed": seed, "files": _marker_files(tmp)}))
 
 
+@functools.lru_cache(maxsize=64)
+def _sha256_memo(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def _folder_sha256(folder: Path) -> str:
+    """sha256 over a checkpoint folder's files (names and bytes; hidden files, effalign's marker
+    and model cards left out)."""
+    digest = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or f.name in {_MARKER, "README.md"}:
+            continue
+        st = f.stat()
+        digest.update(rel.as_posix().encode() + b"\0" + _sha256_memo(str(f.resolve()), st.st_size, st.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+def policy_fingerprint(name: str) -> str:
+    """A content fingerprint of a policy, without loading it: for ``smollm2-135m-instruct`` the
+    sha256 of the packaged GGUF file it is materialised from (``gguf-sha256:…``); for
+    ``tiny-random`` its recipe (the weights are drawn from a fixed seed); for a local folder a
+    hash of its weight, configuration and tokenizer files (``sha256:…``); for a hub id
+    ``hub:<id>@<commit>`` (the hub's answer online, else the local cache; ``@unresolved`` when
+    neither knows it). Hashes are remembered per file size and modification time."""
+    from .data import hub_revision
+
+    if name.lower() in {SMOLLM2_ALIAS, "smollm2"}:
+        gguf = smollm2_gguf_path()
+        st = gguf.stat()
+        return "gguf-sha256:" + _sha256_memo(str(gguf), st.st_size, st.st_mtime_ns)[:16]
+    if name.lower() == TINY_ALIAS:
+        return "recipe:tiny_policy(seed=0, hidden_size=64, num_layers=2)"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return "sha256:" + _folder_sha256(path)[:16]
+    if path.exists():
+        raise ModelError(f"{name} is a file; a policy is an alias, a checkpoint folder or a hub id")
+    rev = hub_revision(name, repo_type="model")
+    if rev is None:
+        warnings.warn(f"{name}: the hub revision of this model cannot be found (offline and not in the cache); "
+                      "its runs are keyed on the id alone", stacklevel=2)
+    return f"hub:{name}@{rev or 'unresolved'}"
+
+
 def policy_provenance(name: str) -> dict[str, Any]:
     """What a run should record about its policy (alias, resolved path, source file hash)."""
     info: dict[str, Any] = {"name": name}

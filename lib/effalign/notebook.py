@@ -9,7 +9,11 @@ runs of a profile's grids as frames for the findings.
   (or, in the experiment chapters, newly trained) runs of a track's grids (legacy or the profile's
   design) as :class:`~effalign.findings.TrackRuns`, and the findings of a whole profile (the findings
   chapter and the README headline use the same calls); :func:`missing_cells` /
-  :func:`missing_statements`: which cells and seeds the store lacks.
+  :func:`missing_statements`: which cells and seeds the store lacks, stored runs made from other
+  data (not used), how to train the missing ones, and answers cut by the tokenisation settings;
+- :func:`refuse_profile_file` (called by :func:`notebook_setup`), :func:`availability_note`,
+  :func:`truncation_note`: what a reader or a user re-running a chapter needs to know (a profile
+  given to papermill's ``-f``, runs that are not stored, answers cut by the tokenisation settings).
 """
 
 from __future__ import annotations
@@ -30,15 +34,16 @@ import pandas as pd  # noqa: E402
 from .book import load_profile  # noqa: E402
 from .design import analysis_plan, design_grids, pilot_rule, track_design_grids  # noqa: E402
 from .design import equal_compute_arms as design_equal_compute_arms  # noqa: E402
-from .experiment import collect, expand_grid, missing_specs  # noqa: E402
-from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings  # noqa: E402
+from .experiment import LegacyCheck, StaleRunWarning, availability, collect, expand_grid  # noqa: E402
+from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings, truncation_statements  # noqa: E402
 from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
-    "ablation_frame", "data_overview", "design_track_runs", "glue_figure", "isa_frame", "length_frame",
-    "missing_cells", "missing_statements", "mixture_table", "notebook_setup", "parameters_profile",
-    "profile_findings", "profile_runs", "show", "side_by_side", "subset_profile", "track_runs",
+    "ablation_frame", "availability_note", "data_overview", "design_track_runs", "glue_figure", "isa_frame",
+    "length_frame", "missing_cells", "missing_statements", "mixture_table", "notebook_setup", "parameters_profile",
+    "profile_findings", "profile_runs", "refuse_profile_file", "show", "side_by_side", "subset_profile",
+    "track_runs", "truncation_note", "truncation_statements",
 ]
 
 _QUIET = (r".*gradient_checkpointing.*", r".*torch_dtype.*deprecated.*", r".*`resume_download` is deprecated.*",
@@ -80,12 +85,26 @@ def _quiet_libraries() -> None:
 def notebook_setup(threads: int | None = None, *, style: str = "whitegrid", dpi: int = 110) -> None:
     """Quiet, consistent notebook output: no per-model progress bars, the training stack's known
     harmless warnings filtered, one seaborn style and pandas display. ``threads`` sets torch's CPU
-    threads (None: all cores; one is much faster for tiny models on a busy machine)."""
+    threads (None: all cores; one is much faster for tiny models on a busy machine).
+
+    Called from a notebook (its namespace ``__main__``), it first stops a notebook that papermill's
+    ``-f`` gave a whole profile (:func:`refuse_profile_file`)."""
+    import inspect
+
+    caller = inspect.currentframe()
+    namespace = caller.f_back.f_globals if caller is not None and caller.f_back is not None else {}
+    if namespace.get("__name__") == "__main__":
+        refuse_profile_file(namespace)
     _quiet_libraries()
     for pattern in _QUIET:
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft|accelerate)\b.*")
+    # stated in the chapters instead (missing_statements, availability_note, truncation_note), not as warning text
+    from .logps import TruncationWarning
+
+    warnings.filterwarnings("ignore", category=StaleRunWarning)
+    warnings.filterwarnings("ignore", category=TruncationWarning)
     if threads:
         import torch
 
@@ -122,6 +141,50 @@ def glue_figure(name: str, figure: Any) -> None:
     else:
         glue(name, figure, display=True)
     plt.close(figure)
+
+
+def refuse_profile_file(namespace: Mapping[str, Any], notebook: str | None = None) -> None:
+    """Stop a notebook that papermill's ``-f`` gave a profile (papermill injects its ``common`` and
+    ``notebooks`` sections as two unknown parameters), naming the commands that read profiles
+    (``notebook``: the chapter's name for them; :func:`notebook_setup` does not know it)."""
+    given = sorted({"common", "notebooks", "base"} & set(namespace))
+    if given:
+        notebook = notebook or "NOTEBOOK"
+        raise ValueError(f"papermill -f was given a profile ({', '.join(given)} injected), which papermill cannot "
+                         f"read; run `python -m effalign book --profile FILE --only {notebook}`, or write this "
+                         f"notebook's parameters with `python -m effalign parameters --profile FILE {notebook} > "
+                         f"params.yaml` and pass -f params.yaml")
+
+
+def availability_note(specs: Mapping[str, Sequence[Any]], store: Any, run_missing: bool) -> pd.DataFrame:
+    """:func:`~effalign.experiment.availability` of a chapter's grids, with a note when runs are
+    missing: how many, stored runs made from other data (not used), and how to train them."""
+    check = LegacyCheck()
+    frame = availability(specs, store, check=check)
+    runs, stored = (int(x) for x in frame.loc["all (distinct runs)", ["runs", "stored"]]) if len(frame) else (0, 0)
+    lines = []
+    if check.stale:
+        lines.append(f"{check.stale} stored run(s) were made from other data than this profile's now (their recorded "
+                     "pool or evaluation pairs differ), so they are not used.")
+    if stored < runs:
+        if run_missing:
+            lines.append(f"{runs - stored} of {runs} runs are not stored in `{store}` yet; they are trained now "
+                         "(resumable: an interrupted build keeps every finished run).")
+        else:
+            lines.append(f"{runs - stored} of {runs} runs are not stored in `{store}`, so the tables and figures "
+                         "below leave them out. To train them, set `run_missing: true`: "
+                         "`python -m effalign book --profile PROFILE -p run_missing true` (a profile of your own "
+                         "trains into its own store), or papermill's `-p run_missing true -p store DIR`.")
+    if lines:
+        show(lines, title="Runs of this chapter")
+    return frame
+
+
+def truncation_note(records: Any, threshold: float = 0.25) -> None:
+    """:func:`effalign.findings.truncation_statements`, shown under the title "Truncation" (nothing when none)."""
+    lines = truncation_statements(records, threshold)
+    if lines:
+        show(lines, title="Truncation")
 
 
 # ----------------------------------------------------------------------------- runs of a profile
@@ -225,11 +288,20 @@ def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: in
 def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.DataFrame:
     """Per grid and cell (sampler and subset size): the seeds stored and the seeds still missing, so a
     chapter says exactly which runs it lacks. Columns ``grid``, ``arm``, ``sampler``, ``pairs`` (None:
-    the whole pool), ``stored``, ``missing`` (e.g. ``"4–15"``), ``runs``."""
-    rows, every, absent_all = [], set(), set()
+    the whole pool), ``stored``, ``missing`` (e.g. ``"4–15"``), ``runs``. Its ``attrs`` hold the
+    distinct runs stored and in all (``distinct``), the stored runs made from other data than the
+    grids' now and so not used (``stale``, :class:`~effalign.experiment.LegacyCheck`), the store
+    and the truncation sentences of the stored runs (``truncation``) for :func:`missing_statements`."""
+    from .runs import ResultStore, find_records
+
+    store_ = store if isinstance(store, ResultStore) else ResultStore(store)
+    check = LegacyCheck()
+    rows, every, absent_all, found = [], set(), set(), {}
     for name, grid in grids.items():
         specs = expand_grid(grid)
-        absent = {s.key for s in missing_specs(specs, store)}
+        have = find_records(specs, store_, check)
+        found.update(have)
+        absent = {s.key for s in specs if s.key not in have}
         every |= {s.key for s in specs}
         absent_all |= absent
         cells: dict[tuple[str, Any], dict[str, list[int]]] = {}
@@ -243,24 +315,40 @@ def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.Data
                          "stored": len(seeds["stored"]), "missing": _ranges(seeds["missing"])})
     out = pd.DataFrame(rows, columns=["grid", "arm", "sampler", "pairs", "runs", "stored", "missing"])
     out.attrs["distinct"] = (len(every) - len(absent_all), len(every))  # grids may share runs: count each once
+    out.attrs["stale"] = check.stale
+    out.attrs["store"] = str(store_.path)
+    out.attrs["truncation"] = truncation_statements(list(found.values()))
+    check.refused.clear()  # said by missing_statements, not as a warning
     return out
 
 
-def missing_statements(cells: pd.DataFrame) -> list[str]:
-    """Sentences on what the store lacks: one per grid with missing seeds (or that nothing is missing)."""
+def missing_statements(cells: pd.DataFrame, notes: bool = True) -> list[str]:
+    """Sentences on what the store lacks: one per grid with missing seeds (or that nothing is missing).
+    With ``notes`` (the chapters), also the stored runs not used because they were made from other
+    data, how to train the missing runs, and a truncation note (see :func:`missing_cells`)."""
     if cells.empty:
         return ["No grid is defined."]
     stored, total = cells.attrs.get("distinct", (int(cells["stored"].sum()), int(cells["runs"].sum())))
     lacking = cells[cells["stored"] < cells["runs"]]
+    stale = [f"{cells.attrs['stale']} stored run(s) were made from other data than this profile's now (their "
+             "recorded pool, evaluation or validation pairs differ), so they are not used."
+             ] if notes and cells.attrs.get("stale") else []
+    truncation = list(cells.attrs.get("truncation") or []) if notes else []
     if lacking.empty:
-        return [f"All {total} distinct runs of the {cells['grid'].nunique()} grids are stored."]
+        return [f"All {total} distinct runs of the {cells['grid'].nunique()} grids are stored.", *stale, *truncation]
     out = [f"{stored} of the {total} distinct runs of the {cells['grid'].nunique()} grids are stored; the statements "
-           "below use those and name what they lack."]
+           "below use those and name what they lack.", *stale]
     for grid, g in lacking.groupby("grid", sort=False):
         parts = [f"{r['sampler']} on {r['pairs']}{'' if r['pairs'] == 'whole pool' else ' pairs'}: seeds {r['missing']}"
                  for _, r in g.iterrows()]
         out.append(f"Missing in {grid}: " + "; ".join(parts) + ".")
-    return out
+    if notes:
+        where = f" in `{cells.attrs['store']}`" if cells.attrs.get("store") else ""
+        out.append(f"The chapter trains the missing runs{where} when its parameter `run_missing` is true: "
+                   "`python -m effalign book --profile PROFILE -p run_missing true` (a profile of your own trains "
+                   "into its own store), or papermill's `-p run_missing true -p store DIR`; the committed runs are "
+                   "trained by `make experiments`.")
+    return out + truncation
 
 
 def _ranges(seeds: Sequence[int]) -> str:

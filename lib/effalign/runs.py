@@ -1,9 +1,12 @@
 """The run store: frozen run specs with stable keys, and an append-only JSONL record per run.
 
 A :class:`RunSpec` freezes everything that determines a result (data source and split, model,
-sampler and its parameters, budget, seed, training and evaluation hyper-parameters). Its
-:attr:`~RunSpec.key` is a hash of the canonical JSON of the spec, so the same spec always has
-the same key. :class:`ResultStore` appends one JSON line per finished run to
+sampler and its parameters, budget, seed, training and evaluation hyper-parameters, and content
+fingerprints of the data and the model). Its :attr:`~RunSpec.key` is a hash of the canonical JSON
+of the spec, so the same spec always has the same key, and changed data or weights under the same
+name give a new key. Records stored before specs carried fingerprints keep their keys; a spec
+with fingerprints finds such a record (:func:`find_records`) only when a check of its content
+accepts it (:func:`effalign.experiment.legacy_record_matches`). :class:`ResultStore` appends one JSON line per finished run to
 ``results/<experiment>.jsonl`` with the spec, key, metrics, timings and provenance (git commit,
 package versions, device, start and end time). Appends are atomic (the whole line written under
 an exclusive lock on an ``O_APPEND`` descriptor, then ``fsync``; a short write such as a full disk
@@ -78,6 +81,10 @@ class RunSpec:
 
     ``data``, ``sampler_params``, ``train`` and ``eval`` are plain dicts (kept in canonical form
     for hashing); ``budget`` is the number of training pairs (``None`` for the full pool).
+    ``fingerprint`` maps what the run reads (``source``, ``eval_source``, ``gen_prompts``,
+    ``model``) to a content fingerprint (a file hash, or a hub id and revision); it is part of
+    the key when present, and left out of the spec (and the key) when empty, as in specs made
+    before fingerprints existed.
     """
 
     experiment: str
@@ -89,9 +96,19 @@ class RunSpec:
     sampler_params: Mapping[str, Any] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
     eval: Mapping[str, Any] = field(default_factory=dict)
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _freeze(self)
+        d = _freeze(self)
+        if not d["fingerprint"]:
+            del d["fingerprint"]  # specs without fingerprints keep the keys they always had
+        return d
+
+    @property
+    def legacy_key(self) -> str:
+        """The key of this spec without its fingerprints: the key of a record stored before run
+        keys carried them."""
+        return self.replace(fingerprint={}).key
 
     @property
     def key(self) -> str:
@@ -217,7 +234,7 @@ class StoreError(RuntimeError):
 #: RunSpec fields and the JSON types a stored spec must give them.
 _SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "experiment": (str,), "data": (dict,), "model": (str,), "sampler": (str,), "budget": (int, type(None)),
-    "seed": (int,), "sampler_params": (dict,), "train": (dict,), "eval": (dict,),
+    "seed": (int,), "sampler_params": (dict,), "train": (dict,), "eval": (dict,), "fingerprint": (dict,),
 }
 
 
@@ -695,6 +712,33 @@ def make_record(
     return record
 
 
+#: ``adopt(spec, record)``: whether a record stored under ``spec.legacy_key`` is ``spec``'s run
+Adopt = Callable[[RunSpec, Mapping[str, Any]], bool]
+
+
+def find_records(specs: Iterable[RunSpec], store: ResultStore, adopt: Adopt | None = None) -> dict[str, dict[str, Any]]:
+    """``spec.key`` → stored record for the specs that have one: the record with the spec's key
+    or, for a spec with fingerprints, a record stored before keys carried them (its
+    :attr:`RunSpec.legacy_key`) that ``adopt`` accepts. Duplicate specs once."""
+    specs = list(specs)
+    by_key: dict[str, dict[str, Any]] = {}
+    for exp in sorted({s.experiment for s in specs}):
+        for rec in store.records(exp):
+            by_key.setdefault(rec["key"], rec)
+    out: dict[str, dict[str, Any]] = {}
+    for s in specs:
+        if s.key in out:
+            continue
+        rec = by_key.get(s.key)
+        if rec is None and s.fingerprint and adopt is not None:
+            legacy = by_key.get(s.legacy_key)
+            if legacy is not None and adopt(s, legacy):
+                rec = legacy
+        if rec is not None:
+            out[s.key] = rec
+    return out
+
+
 def run_grid(
     specs: Iterable[RunSpec],
     fn: Callable[[RunSpec], Mapping[str, Any]],
@@ -702,6 +746,7 @@ def run_grid(
     *,
     progress: bool = True,
     desc: str = "runs",
+    adopt: Adopt | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``fn(spec)`` for every spec whose key is not stored yet, storing each record at once.
 
@@ -710,16 +755,18 @@ def run_grid(
     the grid run once; before each run the store is checked again and the run's key claimed
     (:meth:`ResultStore.claim`), so several processes can share one grid in any order: a cell
     another live process is computing is left to it (a warning lists such cells at the end), and
-    one whose claimant died is taken over. Returns the records of all specs stored before or
-    now, in grid order.
+    one whose claimant died is taken over. ``adopt`` lets a spec with fingerprints use a record
+    stored before keys carried them (:func:`find_records`). Returns the records of all specs
+    stored before or now, in grid order.
     """
     _process_commit()  # the code this process runs: fixed before the first run
     unique: dict[str, RunSpec] = {}
     for spec in specs:
         unique.setdefault(spec.key, spec)
     experiments = sorted({s.experiment for s in unique.values()})
+    found = find_records(unique.values(), store, adopt)
     done = {exp: store.keys(exp) for exp in experiments}
-    todo_keys = set(rank0_value([s.key for s in unique.values() if s.key not in done[s.experiment]]))
+    todo_keys = set(rank0_value([s.key for s in unique.values() if s.key not in found]))
     todo = [s for s in unique.values() if s.key in todo_keys]
     if todo:
         store.check_writable(experiments)
@@ -758,5 +805,5 @@ def run_grid(
     if in_flight:
         warnings.warn(f"{len(in_flight)} run(s) are being computed by other processes and were left to them: "
                       f"{', '.join(in_flight)}", stacklevel=2)
-    by_key = {r["key"]: r for exp in done for r in store.records(exp)}
+    by_key = {**found, **{r["key"]: r for exp in done for r in store.records(exp)}}
     return [by_key[k] for k in unique if k in by_key]

