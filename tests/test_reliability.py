@@ -610,13 +610,14 @@ def children(fork_server):
     return fork_server
 
 
-TIMING = ("wall_s", "pairs_per_s", "tokens_per_s", "peak_memory_mb", "select_s", "eval_s")
+TIMING = ("wall_s", "pairs_per_s", "tokens_per_s", "peak_memory_mb", "select_s", "eval_s", "cpu_s")
 
 
 def _science(rec: dict) -> dict:
-    """A record's metrics without the timings (which differ between any two runs); NaN (e.g.
+    """A record's metrics without the timings (which differ between any two runs) and the cost breakdown
+    (a resumed process charges the shared reference work to other runs than an uninterrupted one); NaN (e.g.
     ``best_val_loss`` of a run without validation) as text, since NaN never equals itself."""
-    return {k: "nan" if isinstance(v, float) and v != v else v for k, v in rec["metrics"].items() if k not in TIMING}
+    return {k: "nan" if isinstance(v, float) and v != v else v for k, v in rec["metrics"].items() if k not in TIMING and not k.startswith("cost_")}
 
 
 @pytest.fixture(scope="module")

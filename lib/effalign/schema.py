@@ -118,6 +118,7 @@ TRAIN_DOCS: dict[str, str] = {
     "patience": "budget `converge`: evaluations without improvement before stopping",
     "min_delta": "budget `converge`: smallest decrease of the validation loss that counts as improvement",
     "restore_best": "budget `converge`: keep the weights of the best validation loss",
+    "train_attention": "attention kernel for training: `sdpa` (default) or `eager` (opt-in, about 1.5x faster on this CPU, numbers move: benchmarks/bench_attention.py); evaluation always uses sdpa",
 }
 
 #: keys of a profile's ``common`` block (and of ``notebooks.<name>``)
