@@ -366,3 +366,18 @@ def test_variance_components_split_run_and_item_noise():
     assert vc["item_se"] == pytest.approx(0.5 / np.sqrt(40), rel=0.2)
     assert vc["pairs"] == 6 and np.isfinite(vc["diff_sd"]) and np.isfinite(vc["diff_item_se"])
     assert vc["run_sd"] == pytest.approx(np.sqrt(0.05**2 + 0.5**2 / 40), rel=0.6)
+
+
+def test_one_seed_never_decides_a_verdict():
+    """A per-item interval from one seed leaves out the run-to-run noise: however clear it looks,
+    no rule may decide from it (the same estimate with two seeds does decide)."""
+    from effalign.inference import Estimate
+    from effalign.verdicts import sampler_verdict, subset_verdict
+
+    one = Estimate(value=0.5, se=0.01, df=999, n_seeds=1, n_clusters=1000, method="per item")
+    two = Estimate(value=0.5, se=0.01, df=999, n_seeds=2, n_clusters=1000, method="per item")
+    assert sampler_verdict(one, PLAN).verdict == "not resolved"
+    assert "run-to-run noise is not measured" in sampler_verdict(one, PLAN).reason
+    assert subset_verdict(one, 0.02, PLAN).verdict == "not resolved"
+    assert sampler_verdict(two, PLAN).verdict == "holds"
+    assert subset_verdict(two, 0.02, PLAN).verdict == "holds"

@@ -254,31 +254,50 @@ def _equivalence(e: Estimate, margin: float, alpha: float) -> str:
     return "unresolved"
 
 
+#: a verdict needs the run-to-run noise measured: at least this many seeds behind its estimate
+MIN_VERDICT_SEEDS = 2
+
+
+def _decidable(e: Estimate) -> bool:
+    """Whether an estimate may decide a verdict: it has an interval and rests on at least
+    :data:`MIN_VERDICT_SEEDS` seeds (one seed's per-item interval leaves out the run-to-run noise)."""
+    return e.ok and e.n_seeds >= MIN_VERDICT_SEEDS
+
+
+def _reason(e: Estimate) -> str:
+    if not e.ok:
+        return e.note
+    if e.n_seeds < MIN_VERDICT_SEEDS:
+        return (f"{e.n_seeds} seed: run-to-run noise is not measured, and a verdict needs at least "
+                f"{MIN_VERDICT_SEEDS} seeds")
+    return ""
+
+
 def plateau_verdict(e: Estimate, delta: float, plan: AnalysisPlan, *, arm: str = DEFAULT_ARM,
                     caveats: Sequence[str] = ()) -> Verdict:
     """Rule P: the plateau holds when ``y(N) - y(N/2)`` is equivalent to zero within ``±delta``."""
-    outcome = _equivalence(e, delta, plan.alpha) if e.ok else "unresolved"
+    outcome = _equivalence(e, delta, plan.alpha) if _decidable(e) else "unresolved"
     verdict, detail = {"inside": ("holds", "levels off"), "above": ("fails", "still rising"),
                        "below": ("fails", "falls with more data")}.get(outcome, ("not resolved", ""))
     return Verdict("plateau", "P", verdict, detail, f"y(N) − y(N/2), {arm} arm", e, delta, plan,
-                   reason="" if e.ok else e.note, caveats=list(caveats), effect=delta)
+                   reason=_reason(e), caveats=list(caveats), effect=delta)
 
 
 def subset_verdict(e: Estimate, margin: float, plan: AnalysisPlan, caveats: Sequence[str] = ()) -> Verdict:
     """Rule E: the subset is equivalent to the whole pool within ``±margin``, worse, or not resolved."""
-    outcome = _equivalence(e, margin, plan.alpha) if e.ok else "unresolved"
+    outcome = _equivalence(e, margin, plan.alpha) if _decidable(e) else "unresolved"
     verdict, detail = {"inside": ("holds", "equivalent"), "below": ("fails", "worse"),
                        "above": ("holds", "better")}.get(outcome, ("not resolved", ""))
     return Verdict("small subset", "E", verdict, detail,
                    f"{plan.sampler} at {plan.primary_budget:.0%} − whole pool", e, margin, plan,
-                   reason="" if e.ok else e.note, caveats=list(caveats), effect=margin)
+                   reason=_reason(e), caveats=list(caveats), effect=margin)
 
 
 def sampler_verdict(e: Estimate, plan: AnalysisPlan, effect: float | None = None) -> Verdict:
     """Rule S: one two-sided test of the primary contrast, the same both ways."""
     p = e.p_value()
     verdict, detail = "not resolved", ""
-    if np.isfinite(p) and p < plan.alpha:
+    if _decidable(e) and np.isfinite(p) and p < plan.alpha:
         verdict, detail = ("holds", f"{plan.sampler} ahead") if e.value > 0 else ("fails", f"{plan.sampler} behind")
     return Verdict("sampler", "S", verdict, detail, f"{plan.sampler} − {plan.baseline} at {plan.primary_budget:.0%}",
-                   e, None, plan, reason="" if e.ok else e.note, effect=effect)
+                   e, None, plan, reason=_reason(e), effect=effect)
