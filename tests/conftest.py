@@ -38,3 +38,15 @@ def hh_path():
     if not os.path.exists(path):
         pytest.skip(f"shared HH data not found at {path} (set EFFALIGN_SHARED)")
     return path
+
+
+def write_tiny_pairs(path, n: int = 24):
+    """A small plain-string preference file (``n`` pairs: a helpful chosen answer and a terse
+    rejected one per question) for end-to-end grid tests with the tiny model; returns ``path``."""
+    import json
+
+    words = ["tea", "owls", "maps", "rain", "salt", "bees", "ink", "moss"]
+    rows = [{"prompt": f"Question {i} about {w}?", "chosen": f"A helpful answer on {w}.", "rejected": f"Nope {i}."}
+            for i, w in enumerate((words * (n // len(words) + 1))[:n])]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

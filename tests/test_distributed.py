@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_tiny_pairs
 import torch
 import yaml
 
@@ -164,10 +165,7 @@ def test_accelerate_cpu_flag_is_refused_not_run_in_one_process(monkeypatch):
 
 @pytest.fixture()
 def grid_file(model_dir, tmp_path):
-    rows = [{"prompt": f"Question {i} about {w}?", "chosen": f"A helpful answer on {w}.", "rejected": f"Nope {i}."}
-            for i, w in enumerate(["tea", "owls", "maps", "rain", "salt", "bees", "ink", "moss"] * 3)]
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_tiny_pairs(tmp_path / "pairs.jsonl")
     grid = {
         "experiment": "tiny_grid",
         "data": {"source": str(data), "eval_size": 6, "split_seed": 0},

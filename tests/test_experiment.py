@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import write_tiny_pairs
 
 from effalign import experiment
 from effalign.runs import ResultStore
@@ -17,10 +18,7 @@ def setup(tmp_path, monkeypatch, tiny):
     model_dir = tmp_path / "tiny-model"
     model.save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
-    rows = [{"prompt": f"Question {i} about {w}?", "chosen": f"A helpful answer on {w}.", "rejected": f"Nope {i}."}
-            for i, w in enumerate(["tea", "owls", "maps", "rain", "salt", "bees", "ink", "moss"] * 3)]
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_tiny_pairs(tmp_path / "pairs.jsonl")
     grid = {
         "experiment": "tiny_grid",
         "data": {"source": str(data), "eval_size": 6, "split_seed": 0},
