@@ -139,8 +139,9 @@ def equal_compute_arms(tracks: Mapping[str, Any]) -> list[str]:
     """The arms (of any track) that give every subset size the same compute budget: the same optimiser
     steps (``budget: steps``) or the same cap of steps with early stopping on the validation split
     (``budget: converge``), so that a difference between sizes is a data effect."""
-    return sorted({name for t in tracks.values() for name, o in (t.get("arms") or {}).items()
-                   if (o or {}).get("budget") in ("steps", "converge")})
+    from .grids import equal_compute_arms as of_arms  # the one rule, applied to each track's arms
+
+    return sorted({name for t in tracks.values() for name in of_arms(t.get("arms"))})
 
 
 def track_design_grids(grids: Mapping[str, Mapping[str, Any]], track: str) -> dict[str, dict[str, Any]]:
