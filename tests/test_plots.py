@@ -200,6 +200,23 @@ def test_scorecard_shows_every_claim_and_track_with_verdict_interval_margin_and_
     plt.close(empty)
 
 
+def test_scorecard_tick_labels_do_not_collide():
+    # a wide span with three-decimal ticks (the testbed's sampler panel) once printed "−0.050−0.0250.000"
+    nan = np.nan
+    fig = plots.plot_scorecard(_headline(estimate=[nan, nan, -0.051, nan, nan, 0.028], lo=[nan, nan, -0.083, nan, nan, 0.013],
+                                         hi=[nan, nan, -0.02, nan, nan, 0.044], mde=[nan, nan, 0.045, nan, nan, 0.022],
+                                         margin=[0.015, 0.015, nan, 0.02, 0.02, nan]))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()
+                  and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+        boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0, f"tick labels overlap: {[t.get_text() for t in labels]}"
+    plt.close(fig)
+
+
 def test_sampler_styles_are_distinct_and_isa_stands_out():
     names = ["isa", "random", "kcenter", "cluster", "longest", "ref_margin_low", "ref_margin_high", "difficulty"]
     styles = [plots.sampler_style(n) for n in names]

@@ -544,6 +544,7 @@ def plot_scorecard(headline: Any, *, level: float = 0.95, title: str | None = No
     the design's minimum detectable effect (dotted, ±MDE), and writes the numbers under it. Input:
     :func:`effalign.findings.headline_frame`. Returns the Figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     import numpy as np
 
     from .tables import fmt
@@ -570,6 +571,7 @@ def plot_scorecard(headline: Any, *, level: float = 0.95, title: str | None = No
             ax = axes[i, j]
             r = sub[sub["claim"] == claim]
             ax.set_xlim(-span, span)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, symmetric=True))  # labels that do not collide
             ax.set_ylim(-1, 1)
             ax.set_yticks([])
             ax.axvline(0, color="0.35", lw=1, ls="--")
