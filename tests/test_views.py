@@ -75,7 +75,12 @@ def test_larger_run_statements_are_honest_about_the_device():
     records = [_record("full", n_train=300), _record("isa", n_train=30)]
     cpu = views.larger_run_statements(gpu_dpo, train, records, "cpu", gpu_pool=2165)
     assert "not a larger run" in cpu[0] and "300 pairs" in cpu[0] and "30 pairs" in cpu[0]
-    assert "LoRA adapters" in cpu[0]
+    assert "LoRA adapters" in cpu[0] and "1 epoch(s)" in cpu[0]
+    arm = {**train, "budget": "converge", "max_steps": 75, "val_every": 15}
+    ran = [{**r, "spec": {**r["spec"], "train": arm}} for r in records]
+    converge = views.larger_run_statements(gpu_dpo, train, ran, "cpu", gpu_pool=2165)
+    assert "up to 75 optimiser steps, stopped early on the validation loss" in converge[0]
+    assert "epoch" not in converge[0], "a converge-budget run is not described by its epochs"
     assert "2,165 pairs" in cpu[1] and "full fine-tuning" in cpu[1] and "learning rate 0.000001" in cpu[1]
     gpu = views.larger_run_statements(gpu_dpo, train, [_record("full", device="cuda", n_train=2165)], "cuda")
     assert len(gpu) == 1 and gpu[0].startswith("These are the larger runs")

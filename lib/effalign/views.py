@@ -116,7 +116,15 @@ def _n_train(records: Sequence[Mapping[str, Any]], sampler: str) -> int | None:
 def _training(train: Mapping[str, Any]) -> str:
     kind = "LoRA adapters" if train.get("lora") else "full fine-tuning"
     lr = train.get("learning_rate")
-    parts = [kind, f"{train.get('epochs', 1)} epoch(s)"]
+    budget = train.get("budget", "epochs")
+    if budget == "converge":
+        length = (f"up to {train.get('max_steps')} optimiser steps, stopped early on the validation loss "
+                  f"(checked every {train.get('val_every')} steps)")
+    elif budget == "steps":
+        length = f"{train.get('max_steps')} optimiser steps"
+    else:
+        length = f"{train.get('epochs', 1)} epoch(s)"
+    parts = [kind, length]
     if lr is not None:
         import numpy as np
 
@@ -149,8 +157,10 @@ def larger_run_statements(gpu_dpo: Mapping[str, Any], train: Mapping[str, Any], 
         what = (f"the {track} track's own runs from the design's grids (the same runs as in the "
                 "previous chapters, at the profile's pool size), not a larger run" if same else
                 f"reduced runs sized for a CPU (`gpu_dpo.cpu`)")
+        # the stored runs' own settings (their spec), which include the design arm's budget
+        ran = next((r["spec"].get("train") for r in records if r["spec"].get("train")), None)
         out.append(f"This build ran on a CPU, so the chapter shows {what}: {sizes}, trained with "
-                   f"{_training({**train, **(cpu.get('train') or {})})}. The curves, throughput and cost below "
+                   f"{_training(ran or {**train, **(cpu.get('train') or {})})}. The curves, throughput and cost below "
                    "are those of these runs.")
         pool = "the whole pool" + (f" ({gpu_pool:,} pairs)" if gpu_pool else "")
         out.append(f"A GPU run (`gpu_dpo.cuda`) trains {cuda.get('model', 'the model')} on {pool} against ISA's "
