@@ -118,8 +118,8 @@ def _training(train: Mapping[str, Any]) -> str:
     lr = train.get("learning_rate")
     budget = train.get("budget", "epochs")
     if budget == "converge":
-        length = (f"up to {train.get('max_steps')} optimiser steps, stopped early on the validation loss "
-                  f"(checked every {train.get('val_every')} steps)")
+        every = f" (checked every {train['val_every']} steps)" if train.get("val_every") else ""
+        length = f"up to {train.get('max_steps')} optimiser steps, stopped early on the validation loss{every}"
     elif budget == "steps":
         length = f"{train.get('max_steps')} optimiser steps"
     else:
