@@ -44,10 +44,20 @@ endif
 
 # Train every grid cell of a profile that the run store lacks (hours on a CPU for `default`;
 # resumable: stored runs are never recomputed). `make book` afterwards renders them. A profile with a
-# design exports its design grids (effalign.design.design_grids), run in the design's order, primary first.
+# design runs it in stages (effalign.design.staged_grids): the primary grids' internal-pilot seeds, then
+# the primary seeds the pilot rule gives from those records, then the other grids one at a time in the
+# design's order (so a budget that runs out cuts the last secondary grids first).
 experiments: $(STAMP)
-	rm -rf _build/grids/$(PROFILE)
-	$(PY) -m effalign run $$($(PY) -c "from effalign.grids import export_grids; print(' '.join('--grid ' + str(p) for p in export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)')))") --store $(EXPERIMENTS)
+	@for stage in pilot primary secondary; do \
+	  rm -rf _build/grids/$(PROFILE); \
+	  grids=$$($(PY) -c "from effalign.grids import export_grids; print(' '.join(str(p) for p in export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)', stage='$$stage', store='$(EXPERIMENTS)')))") || exit 1; \
+	  echo "== stage $$stage: $$grids"; \
+	  if [ $$stage = secondary ]; then \
+	    for g in $$grids; do $(PY) -m effalign run --grid $$g --store $(EXPERIMENTS) || exit 1; done; \
+	  elif [ -n "$$grids" ]; then \
+	    $(PY) -m effalign run $$(for g in $$grids; do printf -- '--grid %s ' $$g; done) --store $(EXPERIMENTS) || exit 1; \
+	  fi; \
+	done
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py

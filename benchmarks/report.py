@@ -327,11 +327,14 @@ def design_section(profile: str = "default") -> str:
     prof, plan = _plan(profile)
     c = prof["common"]
     built = design.design_grids(prof)
-    first = next(iter(c["tracks"]))
-    rows = ["| grid | arm | samplers | shares of the pool | seeds |", "| --- | --- | --- | --- | --- |"]
-    for name, g in design.track_design_grids(built, first).items():  # every track runs the same grids
+    rows = ["| grid | tracks | arm | samplers | shares of the pool | seeds |", "| --- | --- | --- | --- | --- | --- |"]
+    by_grid: dict[str, list[dict]] = {}
+    for name, g in built.items():  # <track>_<grid>, grid by grid in the design's order
+        by_grid.setdefault(name[len(g["track"]) + 1:], []).append(g)
+    for name, gs in by_grid.items():
+        g = gs[0]
         samplers = ", ".join(s if isinstance(s, str) else sampler_label(s["name"], s.get("params")) for s in g["samplers"])
-        rows.append(f"| {name} | {g['arm']} | {samplers} | "
+        rows.append(f"| {name} | {', '.join(x['track'] for x in gs)} | {g['arm']} | {samplers} | "
                     f"{', '.join(f'{f:.0%}' for f in g['fractions'])} | {len(g['seeds'])} |")
     arms = ["| track | arm | training budget |", "| --- | --- | --- |"]
     for track, t in c["tracks"].items():
@@ -342,7 +345,8 @@ def design_section(profile: str = "default") -> str:
     var = design.variance_frame(c, {name: r.primary_records() for name, r in runs.items()})
     tracks = " and ".join(f"`{t}`" for t in c["tracks"])
     return "\n".join([f"The grids of the `{profile}` profile's design (`effalign.design.design_grids`, in the order they "
-                      f"run); each track ({tracks}) runs every grid, with run keys of its own (`<track>_<grid>`):", "",
+                      f"run); each grid runs on the tracks named ({tracks} in all), with run keys of its own "
+                      "(`<track>_<grid>`):", "",
                       *rows, "", "Its training arms:", "", *arms, "",
                       "The internal pilot rule (`effalign.design.seeds_needed`), from the stored records:", "",
                       *[f"- {s}" for s in rules], "",

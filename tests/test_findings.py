@@ -381,3 +381,56 @@ def test_one_seed_never_decides_a_verdict():
     assert subset_verdict(one, 0.02, PLAN).verdict == "not resolved"
     assert sampler_verdict(two, PLAN).verdict == "holds"
     assert subset_verdict(two, 0.02, PLAN).verdict == "holds"
+
+
+def test_staged_grids_run_the_pilot_then_the_rule_seeds_then_the_rest(monkeypatch):
+    """`make experiments` stages a design: the primary grids' pilot seeds, then as many primary seeds as
+    the pilot rule gives from the stored records, then the secondary grids (a grid's `tracks` keeps it
+    off the other tracks)."""
+    import effalign.experiment
+    from effalign.design import design_grids, seeds_needed, staged_grids
+
+    prof = load_profile("smoke")
+    c = prof["common"]
+    for t in c["tracks"].values():
+        t["metric"] = "pref_margin"
+    c["design"]["primary"].update(fraction=0.1, seeds=40, pilot_seeds=4, min_seeds=5, effect=0.02)
+    c["design"]["grids"]["samplers"]["tracks"] = ["hh"]
+    diffs = [0.01, -0.02, 0.03, -0.01]
+    stored = {"n": 0}
+    monkeypatch.setattr(effalign.experiment, "stored_records", lambda specs, store: _pilot_records(diffs[:stored["n"]]))
+
+    pilot = staged_grids(prof, "pilot", "unused")
+    assert set(pilot) == {f"{t}_primary" for t in c["tracks"]} and all(g["seeds"] == [0, 1, 2, 3] for g in pilot.values())
+    stored["n"] = 3  # the pilot is not complete yet: its seeds again
+    assert all(g["seeds"] == [0, 1, 2, 3] for g in staged_grids(prof, "primary", "unused").values())
+    stored["n"] = 4
+    want = seeds_needed(_pilot_records(diffs), track="hh", metric="pref_margin", sampler="isa", baseline="random",
+                        fraction=0.1, effect=0.02, pilot_seeds=4, min_seeds=5, seeds=40).seeds
+    assert 5 <= want < 40
+    assert all(g["seeds"] == list(range(want)) for g in staged_grids(prof, "primary", "unused").values())
+
+    secondary = staged_grids(prof, "secondary", "unused")
+    every = design_grids(prof)
+    assert list(secondary) == [n for n in every if not n.endswith("_primary")]
+    assert "hh_samplers" in secondary and "testbed_samplers" not in secondary
+    with pytest.raises(ValueError, match="unknown stage"):
+        staged_grids(prof, "later", "unused")
+    c["design"]["grids"]["samplers"]["tracks"] = ["nope"]
+    with pytest.raises(ValueError, match="does not define"):
+        design_grids(prof)
+
+
+def test_a_claim_the_design_leaves_off_a_track_says_so(tmp_path):
+    """A grid limited to some `tracks`: the other tracks' verdicts name the design, not missing runs."""
+    from effalign.notebook import profile_findings
+
+    prof = load_profile("smoke")
+    grids = prof["common"]["design"]["grids"]
+    grids["full_pool"]["tracks"] = ["hh"]
+    grids["scaling_steps"]["tracks"] = ["hh"]
+    _, fs = profile_findings(prof, tmp_path, n_boot=20)
+    assert "design has no whole-pool runs" in fs["testbed"].subset.sentence()
+    assert "design has no" not in fs["hh"].subset.sentence()  # designed, just not run yet
+    assert "design has no equal_steps-arm runs" in fs["testbed"].plateau["equal_steps"].sentence()
+    assert "design has no" not in fs["hh"].plateau["equal_steps"].sentence()

@@ -30,7 +30,10 @@ from scipy.optimize import brentq
 from .tables import fmt, items_frame, runs_frame
 from .verdicts import AnalysisPlan
 
-GRID_FIELDS = {"samplers", "fractions", "arm", "seeds"}
+GRID_FIELDS = {"samplers", "fractions", "arm", "seeds", "tracks"}
+
+#: The stages of running a design (:func:`staged_grids`), in order.
+STAGES = ("pilot", "primary", "secondary")
 
 
 def seed_list(seeds: int | list[int]) -> list[int]:
@@ -39,8 +42,8 @@ def seed_list(seeds: int | list[int]) -> list[int]:
 
 
 def design_grids(profile: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The grids of ``common.design`` for every track, named ``<track>_<grid>``, grid by grid in the
-    design's order with ``primary`` first (the order to run them in)."""
+    """The grids of ``common.design`` for every track (or the grid's ``tracks``, when it names some), named
+    ``<track>_<grid>``, grid by grid in the design's order with ``primary`` first (the order to run them in)."""
     common = profile["common"]
     design = common.get("design")
     if not design:
@@ -49,11 +52,17 @@ def design_grids(profile: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     grids_spec = {"primary": _primary_grid(design["primary"]), **grids_spec}
     out: dict[str, dict[str, Any]] = {}
     for grid_name, g in grids_spec.items():  # grid by grid (primary first): the order to run them in
+        unknown = set(g) - GRID_FIELDS
+        if unknown:
+            raise ValueError(f"design grid {grid_name!r}: unknown fields {sorted(unknown)}; known {sorted(GRID_FIELDS)}")
+        only = g.get("tracks")
+        if only is not None and set(only) - set(common["tracks"]):
+            raise ValueError(f"design grid {grid_name!r} names tracks {sorted(set(only) - set(common['tracks']))}, "
+                             f"which the profile does not define (tracks: {sorted(common['tracks'])})")
         for track_name, track in common["tracks"].items():
+            if only is not None and track_name not in only:
+                continue
             arms = track.get("arms") or {}
-            unknown = set(g) - GRID_FIELDS
-            if unknown:
-                raise ValueError(f"design grid {grid_name!r}: unknown fields {sorted(unknown)}; known {sorted(GRID_FIELDS)}")
             if g["arm"] not in arms:
                 raise ValueError(f"design grid {grid_name!r} uses arm {g['arm']!r}, which track {track_name!r} "
                                  f"does not define (arms: {sorted(arms)})")
@@ -79,16 +88,48 @@ def _primary_grid(primary: Mapping[str, Any]) -> dict[str, Any]:
             "arm": primary["arm"], "seeds": primary["seeds"]}
 
 
-def export_design(profile: str, out_dir: str | Path) -> list[Path]:
-    """Write a profile's design grids as ``<track>_<grid>.yaml`` for ``python -m effalign run --grid``."""
+def staged_grids(profile: Mapping[str, Any], stage: str, store: str | Path) -> dict[str, dict[str, Any]]:
+    """The design's grids for one stage of running it (``make experiments`` runs them in this order):
+    ``pilot``: each track's primary grid cut to its internal-pilot seeds; ``primary``: each track's
+    primary grid cut to the seeds its pilot rule gives from the records in ``store`` (the pilot seeds
+    again while the pilot is incomplete; every seed when the design has no internal pilot);
+    ``secondary``: the other grids, in the design's order."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    grids = design_grids(profile)
+    primary = {f"{t}_primary" for t in profile["common"]["tracks"]}
+    if stage == "secondary":
+        return {name: g for name, g in grids.items() if name not in primary}
+    from .experiment import expand_grid, stored_records  # lazy: the module imports torch
+
+    common, p = profile["common"], primary_of(profile["common"]["design"])
+    out = {}
+    for name in (n for n in grids if n in primary):
+        g = grids[name]
+        keep = len(g["seeds"]) if not p["pilot_seeds"] else int(p["pilot_seeds"])
+        if stage == "primary" and p["pilot_seeds"]:
+            records = stored_records(expand_grid(g), store)
+            rule = pilot_rule(common, g["track"], records)
+            keep = rule.seeds if rule.seeds is not None else keep
+        out[name] = {**g, "seeds": g["seeds"][:keep]}
+    return out
+
+
+def export_design(profile: str | Mapping[str, Any], out_dir: str | Path, stage: str | None = None,
+                  store: str | Path = "results") -> list[Path]:
+    """Write a profile's design grids (all of them, or one ``stage``'s: :func:`staged_grids`, reading the
+    records in ``store``) as ``<track>_<grid>.yaml`` for ``python -m effalign run --grid``; returns the
+    paths in the order to run them."""
     import yaml
 
     from .book import load_profile
 
+    prof = load_profile(profile) if isinstance(profile, str) else profile
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, grid in design_grids(load_profile(profile)).items():
+    grids = design_grids(prof) if stage is None else staged_grids(prof, stage, store)
+    for name, grid in grids.items():
         path = out / f"{name}.yaml"
         path.write_text(f"# design grid {name!r} of profile {profile!r} (effalign.design.export_design)\n"
                         + yaml.safe_dump(grid, sort_keys=False))
@@ -147,6 +188,12 @@ def equal_compute_arms(tracks: Mapping[str, Any]) -> list[str]:
 def track_design_grids(grids: Mapping[str, Mapping[str, Any]], track: str) -> dict[str, dict[str, Any]]:
     """One track's grids of :func:`design_grids`, by design grid name (``primary``, ``full_pool``, ...)."""
     return {name[len(track) + 1:]: dict(g) for name, g in grids.items() if g.get("track") == track}
+
+
+def runs_cell(grids: Mapping[str, Mapping[str, Any]], arm: str, fraction: float) -> bool:
+    """Whether one track's design grids (:func:`track_design_grids`) have a cell at ``fraction`` of the
+    pool in ``arm`` (a design may leave a claim's cells out of a track: its grids' ``tracks``)."""
+    return any(g["arm"] == arm and any(abs(float(f) - fraction) < 0.01 for f in g["fractions"]) for g in grids.values())
 
 
 # ----------------------------------------------------------------------------- the internal pilot

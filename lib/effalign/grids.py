@@ -238,14 +238,30 @@ def notebook_grids(profile: str | Mapping[str, Any], device: str = "cuda",
     return grids
 
 
-def export_grids(profile: str, out_dir: str | Path, device: str = "cuda") -> list[Path]:
+def export_grids(profile: str, out_dir: str | Path, device: str = "cuda", stage: str | None = None,
+                 store: str | Path = "results") -> list[Path]:
     """Write the notebooks' grids of a profile as grid files ``<name>.yaml`` (names as in
     :func:`notebook_grids`; with a design, the design's grids, primary first) for
-    ``python -m effalign run --grid``; returns the paths in the order to run them."""
+    ``python -m effalign run --grid``; returns the paths in the order to run them. With a ``stage``
+    (:data:`effalign.design.STAGES`) only that stage's grids: with a design, the primary grids cut to the
+    internal pilot's seeds (``pilot``) or to the seeds the pilot rule gives from the records in ``store``
+    (``primary``), then every other grid (``secondary``); without one, every grid is ``secondary``."""
+    from .design import STAGES, staged_grids
+
+    grids = notebook_grids(profile, device)
+    if stage is not None:
+        prof = load_profile(profile)
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+        if prof["common"].get("design"):
+            staged = staged_grids(prof, stage, store)
+            grids = staged if stage != "secondary" else {**staged, **{n: g for n, g in grids.items() if n.startswith("gpu_dpo")}}
+        else:
+            grids = grids if stage == "secondary" else {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, grid in notebook_grids(profile, device).items():
+    for name, grid in grids.items():
         path = out / f"{name}.yaml"
         path.write_text(f"# grid {name!r} of profile {profile!r} as its notebooks run it (effalign.grids.export_grids)\n"
                         + yaml.safe_dump(grid, sort_keys=False))

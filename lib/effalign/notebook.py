@@ -25,6 +25,7 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 from collections.abc import Iterable, Mapping, Sequence  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .book import load_profile  # noqa: E402
-from .design import analysis_plan, design_grids, pilot_rule, track_design_grids  # noqa: E402
+from .design import analysis_plan, design_grids, pilot_rule, runs_cell, track_design_grids  # noqa: E402
 from .design import equal_compute_arms as design_equal_compute_arms  # noqa: E402
 from .experiment import LegacyCheck, StaleRunWarning, availability, collect, expand_grid  # noqa: E402
 from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings, truncation_statements  # noqa: E402
@@ -277,12 +278,28 @@ def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: in
         equal = equal_compute_arms(c.get("scaling_arms"))
         return plan, {name: track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal) for name, r in runs.items()}
     equal = design_equal_compute_arms(c["tracks"])
+    built = design_grids(prof)
     out = {}
     for name, r in runs.items():
         f = track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal, primary_arm=plan.plateau_arm)
         f.pilot = pilot_rule(c, name, r.primary_records())
+        _not_designed(f, track_design_grids(built, name), plan.plateau_arm)
         out[name] = f
     return plan, out
+
+
+def _not_designed(f: TrackFindings, grids: Mapping[str, Mapping[str, Any]], primary_arm: str) -> None:
+    """Say so where a claim has no runs because the design leaves its cells out of this track (rather than
+    because they are not run yet)."""
+    cut = "the design has no {what} on this track (its grids' `tracks`; see the design's amendments)"
+    for arm, v in f.plateau.items():
+        if v.estimate is None or not np.isfinite(v.estimate.value):
+            if not (runs_cell(grids, arm, 0.5) and runs_cell(grids, arm, 1.0)):
+                f.plateau[arm] = replace(v, reason=cut.format(what=f"{arm}-arm runs at half and all of the pool"),
+                                         caveats=[])
+    v = f.subset
+    if (v.estimate is None or not np.isfinite(v.estimate.value)) and not runs_cell(grids, primary_arm, 1.0):
+        f.subset = replace(v, reason=cut.format(what="whole-pool runs"), caveats=[])
 
 
 def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.DataFrame:

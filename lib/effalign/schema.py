@@ -207,6 +207,7 @@ DESIGN_GRID_DOCS: dict[str, str] = {
     "fractions": "shares of each seed's pool (1.0: the whole pool)",
     "arm": "the training arm (a track's `arms` entry)",
     "seeds": "a count `n` (seeds 0 … n−1, shared with the other grids) or a list",
+    "tracks": "the tracks that run this grid (default: every track), e.g. `[hh]`",
 }
 
 #: top-level keys of a profile file
@@ -414,7 +415,7 @@ def reference_markdown(root: Path | None = None) -> str:
         "",
         "### `common.design`",
         "",
-        "The pre-registered design (`effalign.design`): every track runs every grid, each with the training arm "
+        "The pre-registered design (`effalign.design`): every track runs every grid (unless the grid names its `tracks`), each with the training arm "
         "it names from the track's `arms`; `python -c \"from effalign.design import export_design; "
         "export_design('default', 'grids')\"` writes them as grid files, primary first. The verdict rules' values "
         "come from here (`effalign.design.analysis_plan`).",

@@ -63,7 +63,8 @@ DESIGN_SECONDARY_TYPES: dict[str, Any] = {"multiplicity": str, "equivalence_marg
                                           "plateau_delta": float | dict}
 
 #: Types of the keys of one grid of ``common.design.grids`` (:data:`effalign.design.GRID_FIELDS`).
-DESIGN_GRID_TYPES: dict[str, Any] = {"samplers": list, "fractions": list[float], "arm": str, "seeds": int | list[int]}
+DESIGN_GRID_TYPES: dict[str, Any] = {"samplers": list, "fractions": list[float], "arm": str, "seeds": int | list[int],
+                                     "tracks": list[str]}
 
 #: Keys a design needs (the others have defaults: :func:`effalign.design.primary_of`).
 DESIGN_REQUIRED = {"design": ("experiment", "primary", "secondary", "grids"),
