@@ -160,6 +160,10 @@ def test_design_profiles_give_the_design_grids_and_its_analysis(tmp_path):
                                device="cpu", design=prof["common"]["design"], model="tiny-random")
     pair_specs = [s for g in pair for s in expand_grid(g)]
     assert [s.sampler for s in pair_specs] == ["full", "isa"] and {s.key for s in pair_specs} <= design_keys
+    prof["common"]["design"]["grids"]["full_pool"]["tracks"] = ["other"]  # the design runs no whole pool here
+    with pytest.raises(ValueError, match="set gpu_dpo.track"):
+        grids.gpu_dpo_grids(prof["common"]["gpu_dpo"], prof["common"]["tracks"], train=prof["common"]["train"],
+                            device="cpu", design=prof["common"]["design"], model="tiny-random")
 
 
 def test_design_findings_on_partial_records_say_what_is_missing(tmp_path):

@@ -151,9 +151,9 @@ def test_ema_and_smoothed_loss_plot():
     plt.close(ax.figure)
     said = views.loss_statements(curves, span=8)
     assert len(said) == 1 and said[0].startswith("full (40 pairs): over 40 steps the moving average fell from ")
-    assert "standard deviation of" in said[0]
+    assert "standard deviation of" in said[0] and " nats (down " in said[0]
     rising = views.loss_statements(curves.assign(loss=curves["loss"][::-1].to_numpy(), seed=0), span=8)
-    assert " rose from " in rising[0]
+    assert " rose from " in rising[0] and " nats (up " in rising[0]
     assert views.loss_statements(curves.iloc[:0]) == ["No training curves are stored for these runs."]
     empty = plots.plot_loss_smoothed(pd.DataFrame(columns=curves.columns))
     assert empty.texts and "no loss curves yet" in empty.texts[0].get_text()

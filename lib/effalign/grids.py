@@ -201,6 +201,9 @@ def design_pair_grids(design: Mapping[str, Any], tracks: Mapping[str, Any], *, t
 
     profile = {"common": {"model": model, "train": dict(train), "tracks": {track: tracks[track]}, "design": design}}
     built = design_grids(profile)
+    if f"{track}_full_pool" not in built:
+        raise ValueError(f"gpu_dpo reads the design's whole-pool runs of track {track!r}, but the design's full_pool "
+                         f"grid does not run on it (its `tracks`): set gpu_dpo.track to a track that has one")
     full, primary = dict(built[f"{track}_full_pool"]), dict(built[f"{track}_primary"])
     full["seeds"] = primary["seeds"] = [int(seed)]
     primary["samplers"] = [design["primary"]["sampler"]]

@@ -189,7 +189,7 @@ def loss_statements(curves: Any, span: int = 10) -> list[str]:
         verb = "fell" if change < 0 else "rose"
         name = label if curves["seed"].nunique() == 1 else f"{label}, seed {seed}"
         out.append(f"{name}: over {loss.size} steps the moving average {verb} from {fmt(smooth[0], 'sig')} to "
-                   f"{fmt(smooth[-1], 'sig')} nats ({fmt(abs(change), 'sig')}), while single steps scatter "
+                   f"{fmt(smooth[-1], 'sig')} nats ({'down' if change < 0 else 'up'} {fmt(abs(change), 'sig')}), while single steps scatter "
                    f"around it with a standard deviation of {fmt(noise, 'sig')} nats.")
     return out
 
