@@ -294,7 +294,7 @@ def headline_section(profile: str = "default") -> str:
                                                              "hi": "95% hi", "mde": "MDE"})
     claims = tables.format_frame(claims.drop(columns=["smallest margin shown"]), {"contrast estimate": "signed",
                                  "95% lo": "signed", "95% hi": "signed", "seeds": "int"})
-    cells = notebook.missing_cells(grids.notebook_grids(prof, "cpu"), ROOT / "results")
+    cells = notebook.missing_cells(grids.notebook_grids(prof, "cpu", store=ROOT / "results"), ROOT / "results")
     lines = [f"From the {len(every)} stored runs of the `{profile}` profile's design ({seconds / 3600:.1f} hours of "
              "run time in all: selection, training and evaluation). Each claim is judged by the rule the design fixed "
              "before the grids ran (`book/methods.md`): the contrast with its 95% t interval over seeds (per item and "

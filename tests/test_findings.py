@@ -388,7 +388,7 @@ def test_staged_grids_run_the_pilot_then_the_rule_seeds_then_the_rest(monkeypatc
     the pilot rule gives from the stored records, then the secondary grids (a grid's `tracks` keeps it
     off the other tracks)."""
     import effalign.experiment
-    from effalign.design import design_grids, seeds_needed, staged_grids
+    from effalign.design import design_grids, planned_grids, seeds_needed, staged_grids
 
     prof = load_profile("smoke")
     c = prof["common"]
@@ -409,6 +409,10 @@ def test_staged_grids_run_the_pilot_then_the_rule_seeds_then_the_rest(monkeypatc
                         fraction=0.1, effect=0.02, pilot_seeds=4, min_seeds=5, seeds=40).seeds
     assert 5 <= want < 40
     assert all(g["seeds"] == list(range(want)) for g in staged_grids(prof, "primary", "unused").values())
+    planned = planned_grids(prof, "unused")  # what the chapters read and call missing: the rule's seeds
+    assert planned["hh_primary"]["seeds"] == list(range(want)) and planned["hh_full_pool"] == design_grids(prof)["hh_full_pool"]
+    stored["n"] = 3
+    assert planned_grids(prof, "unused")["hh_primary"]["seeds"] == list(range(40))  # rule not fixed: the maximum
 
     secondary = staged_grids(prof, "secondary", "unused")
     every = design_grids(prof)

@@ -86,6 +86,32 @@ def _primary_grid(primary: Mapping[str, Any]) -> dict[str, Any]:
             "arm": primary["arm"], "seeds": primary["seeds"]}
 
 
+def rule_seeds(profile: Mapping[str, Any], track: str, store: Any) -> int | None:
+    """The primary seeds of ``track`` that the design's internal pilot rule gives from the records in
+    ``store`` (a folder or :class:`~effalign.runs.ResultStore`); None while the pilot is incomplete or
+    when the design has no internal pilot."""
+    from .experiment import expand_grid, stored_records  # lazy: the module imports torch
+
+    common = profile["common"]
+    if not primary_of(common["design"])["pilot_seeds"]:
+        return None
+    grid = design_grids({**profile, "common": {**common, "tracks": {track: common["tracks"][track]}}})[f"{track}_primary"]
+    return pilot_rule(common, track, stored_records(expand_grid(grid), store)).seeds
+
+
+def planned_grids(profile: Mapping[str, Any], store: Any) -> dict[str, dict[str, Any]]:
+    """:func:`design_grids` with each track's primary grid cut to the seeds its pilot rule gives once the
+    pilot is complete (:func:`rule_seeds`): the runs the design will use, and so the runs a chapter
+    reads and names as missing. While the pilot is incomplete the primary keeps the design's maximum."""
+    grids = design_grids(profile)
+    for track in profile["common"]["tracks"]:
+        name = f"{track}_primary"
+        n = rule_seeds(profile, track, store) if name in grids else None
+        if n is not None:
+            grids[name] = {**grids[name], "seeds": grids[name]["seeds"][:n]}
+    return grids
+
+
 def staged_grids(profile: Mapping[str, Any], stage: str, store: str | Path) -> dict[str, dict[str, Any]]:
     """The design's grids for one stage of running it (``make experiments`` runs them in this order):
     ``pilot``: each track's primary grid cut to its internal-pilot seeds; ``primary``: each track's
@@ -98,17 +124,14 @@ def staged_grids(profile: Mapping[str, Any], stage: str, store: str | Path) -> d
     primary = {f"{t}_primary" for t in profile["common"]["tracks"]}
     if stage == "secondary":
         return {name: g for name, g in grids.items() if name not in primary}
-    from .experiment import expand_grid, stored_records  # lazy: the module imports torch
-
-    common, p = profile["common"], primary_of(profile["common"]["design"])
+    pilot = int(primary_of(profile["common"]["design"])["pilot_seeds"])
     out = {}
     for name in (n for n in grids if n in primary):
         g = grids[name]
-        keep = len(g["seeds"]) if not p["pilot_seeds"] else int(p["pilot_seeds"])
-        if stage == "primary" and p["pilot_seeds"]:
-            records = stored_records(expand_grid(g), store)
-            rule = pilot_rule(common, g["track"], records)
-            keep = rule.seeds if rule.seeds is not None else keep
+        keep = pilot or len(g["seeds"])
+        if stage == "primary" and pilot:
+            n = rule_seeds(profile, g["track"], store)
+            keep = n if n is not None else keep
         out[name] = {**g, "seeds": g["seeds"][:keep]}
     return out
 

@@ -211,19 +211,20 @@ def design_pair_grids(design: Mapping[str, Any], tracks: Mapping[str, Any], *, t
 
 
 def notebook_grids(profile: str | Mapping[str, Any], device: str = "cuda",
-                   root: Path | None = None) -> dict[str, dict[str, Any]]:
+                   root: Path | None = None, store: Any = None) -> dict[str, dict[str, Any]]:
     """The grids the notebooks of a profile run, by name. With ``common.design``: the design's grids
     (:func:`effalign.design.design_grids`, ``<track>_primary`` first), and on ``"cuda"`` the
-    ``gpu_dpo`` pair unless it reads the design's runs. Otherwise ``<track>_<name>`` for every grid of
+    ``gpu_dpo`` pair unless it reads the design's runs; with a ``store``, each primary grid cut to the seeds
+    its pilot rule gives from the stored records (:func:`effalign.design.planned_grids`). Otherwise ``<track>_<name>`` for every grid of
     :func:`track_grids` (``<track>_scaling``, ``<track>_scaling_<arm>``, ``<track>_samplers``,
     ``<track>_full``, ``<track>_ablation``) and ``gpu_dpo_full``, ``gpu_dpo_subset``. ``device`` picks
     the ``gpu_dpo`` size (``"cuda"`` or ``"cpu"``)."""
     prof = load_profile(profile, root) if isinstance(profile, str) else profile
     c = prof["common"]
     if c.get("design"):
-        from .design import design_grids
+        from .design import design_grids, planned_grids
 
-        grids = design_grids(prof)
+        grids = design_grids(prof) if store is None else planned_grids(prof, store)
         if device == "cuda" and not c["gpu_dpo"]["cuda"].get("design"):
             full, subset = gpu_dpo_grids(c["gpu_dpo"], c["tracks"], train=c["train"], device=device,
                                          design=c["design"], model=c["model"])

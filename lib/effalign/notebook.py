@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .book import load_profile  # noqa: E402
-from .design import analysis_plan, design_grids, pilot_rule, runs_cell, track_design_grids  # noqa: E402
+from .design import analysis_plan, design_grids, pilot_rule, planned_grids, runs_cell, track_design_grids  # noqa: E402
 from .design import equal_compute_arms as design_equal_compute_arms  # noqa: E402
 from .experiment import LegacyCheck, StaleRunWarning, availability, collect, expand_grid  # noqa: E402
 from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings, truncation_statements  # noqa: E402
@@ -254,7 +254,7 @@ def profile_runs(profile: str | Mapping[str, Any], store: Any, root: Path | None
     c = prof["common"]
     plan = analysis_plan(c)
     if c.get("design"):
-        built = design_grids(prof)
+        built = planned_grids(prof, store)
         return {name: design_track_runs(track_design_grids(built, name), store, plan.metric(name), run=run)
                 for name in c["tracks"]}
     return {name: track_runs(track_grids(name, track, model=c["model"], train=c["train"], seeds=c["seeds"],
