@@ -453,3 +453,15 @@ def test_rules_view_is_a_table_with_the_plans_values():
     view = views.rules_view(analysis_plan(c), list(c["tracks"]))
     assert list(view.data["rule"]) == list(RULES) and "|" not in _assert_readable(view)
     assert view.caption.startswith("Values (common.design): α = 0.05") and "testbed: gen_reward" in view.caption
+
+
+def test_the_margin_exercise_asks_about_a_track_whose_design_runs_the_whole_pool():
+    """A design that runs the whole pool on one track only: the small-subset exercise names that track."""
+    from effalign.book import load_profile
+    from effalign.design import analysis_plan
+
+    common = load_profile("smoke")["common"]
+    first, *others = list(common["tracks"])
+    common["design"]["grids"]["full_pool"]["tracks"] = others[:1]
+    text = views.findings_exercises(common, analysis_plan(common))._repr_markdown_()
+    assert f"does the {others[0]} small-subset verdict" in text and f"does the {first} small-subset" not in text

@@ -937,9 +937,21 @@ def sampler_exercises(common: Mapping[str, Any], plan: Any, frames: Mapping[str,
                              + exercise_cost(similar, n_new, f"Exercise {len(items)} (one new ISA variant)")])
 
 
+def _whole_pool_track(common: Mapping[str, Any]) -> str:
+    """The first track whose design runs the whole pool in the primary arm (the small-subset claim needs it);
+    the first track when none does or the profile has no design."""
+    first = next(iter(common["tracks"]))
+    if not common.get("design"):
+        return first
+    from .design import design_grids, runs_cell, track_design_grids
+
+    built, arm = design_grids({"common": common}), common["design"]["primary"]["arm"]
+    return next((t for t in common["tracks"] if runs_cell(track_design_grids(built, t), arm, 1.0)), first)
+
+
 def findings_exercises(common: Mapping[str, Any], plan: Any, notebook: str = "05_findings") -> Exercises:
     """The findings chapter's exercises, computed from the build's parameters (this chapter never trains)."""
-    track = next(iter(common["tracks"]))
+    track = _whole_pool_track(common)
     margin = _try_value(plan.margin(track))
     alpha = 0.1 if not math.isclose(plan.alpha, 0.1) else 0.05
     follows = (" (the plateau's δ follows the margin, since the design sets no `plateau_delta`)"
