@@ -42,9 +42,9 @@ def seed_list(seeds: int | list[int]) -> list[int]:
 
 
 def design_grids(profile: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The grids of ``common.design`` for every track (or those of the grid's ``tracks`` that the profile
-    has, when it names some), named
-    ``<track>_<grid>``, grid by grid in the design's order with ``primary`` first (the order to run them in)."""
+    """The grids of ``common.design`` for every track (or for those of the grid's ``tracks`` that the
+    profile has), named ``<track>_<grid>``, grid by grid in the design's order with ``primary`` first
+    (the order to run them in)."""
     common = profile["common"]
     design = common.get("design")
     if not design:
@@ -95,7 +95,7 @@ def rule_seeds(profile: Mapping[str, Any], track: str, store: Any) -> int | None
     common = profile["common"]
     if not primary_of(common["design"])["pilot_seeds"]:
         return None
-    grid = design_grids({**profile, "common": {**common, "tracks": {track: common["tracks"][track]}}})[f"{track}_primary"]
+    grid = design_grids(profile)[f"{track}_primary"]
     return pilot_rule(common, track, stored_records(expand_grid(grid), store)).seeds
 
 
