@@ -455,13 +455,18 @@ def test_rules_view_is_a_table_with_the_plans_values():
     assert view.caption.startswith("Values (common.design): α = 0.05") and "testbed: gen_reward" in view.caption
 
 
-def test_the_margin_exercise_asks_about_a_track_whose_design_runs_the_whole_pool():
-    """A design that runs the whole pool on one track only: the small-subset exercise names that track."""
+def test_margin_exercises_ask_about_a_track_whose_design_runs_the_claim():
+    """A design that runs the whole pool on one track only: the small-subset and plateau exercises name it."""
     from effalign.book import load_profile
     from effalign.design import analysis_plan
 
     common = load_profile("smoke")["common"]
     first, *others = list(common["tracks"])
     common["design"]["grids"]["full_pool"]["tracks"] = others[:1]
-    text = views.findings_exercises(common, analysis_plan(common))._repr_markdown_()
+    plan = analysis_plan(common)
+    text = views.findings_exercises(common, plan)._repr_markdown_()
     assert f"does the {others[0]} small-subset verdict" in text and f"does the {first} small-subset" not in text
+    frames = {(t, plan.plateau_arm): pd.DataFrame({"seed": [0], "seconds": [60.0], "device_name": "CPU: x",
+                                                    "label": "random", "fraction": 0.5}) for t in common["tracks"]}
+    text = views.scaling_exercises(common, plan, frames)._repr_markdown_()
+    assert f"does the {others[0]} verdict change" in text and f"does the {first} verdict" not in text

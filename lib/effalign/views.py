@@ -866,7 +866,7 @@ def scaling_exercises(common: Mapping[str, Any], plan: Any, frames: Mapping[tupl
     fewer sizes (or seeds) read stored runs only; one more seed trains (its cost from the stored runs)."""
     import pandas as pd
 
-    track = next(iter(common["tracks"]))
+    track = _designed_track(common, [0.5, 1.0])
     delta = _try_value(plan.delta(track))
     items = [("How wide must the margin be?", exercise_command(notebook, *_plateau_override(common, plan, track, delta)),
               f"The plateau verdict is an equivalence test: it holds when the (1 − 2α) interval of y(N) − y(N/2) lies "
@@ -937,21 +937,23 @@ def sampler_exercises(common: Mapping[str, Any], plan: Any, frames: Mapping[str,
                              + exercise_cost(similar, n_new, f"Exercise {len(items)} (one new ISA variant)")])
 
 
-def _whole_pool_track(common: Mapping[str, Any]) -> str:
-    """The first track whose design runs the whole pool in the primary arm (the small-subset claim needs it);
-    the first track when none does or the profile has no design."""
+def _designed_track(common: Mapping[str, Any], fractions: Sequence[float]) -> str:
+    """The first track whose design runs the primary arm at every one of ``fractions`` (the whole pool for
+    the small-subset claim, half and all of it for the plateau); the first track when none does or the
+    profile has no design."""
     first = next(iter(common["tracks"]))
     if not common.get("design"):
         return first
     from .design import design_grids, runs_cell, track_design_grids
 
     built, arm = design_grids({"common": common}), common["design"]["primary"]["arm"]
-    return next((t for t in common["tracks"] if runs_cell(track_design_grids(built, t), arm, 1.0)), first)
+    return next((t for t in common["tracks"]
+                 if all(runs_cell(track_design_grids(built, t), arm, f) for f in fractions)), first)
 
 
 def findings_exercises(common: Mapping[str, Any], plan: Any, notebook: str = "05_findings") -> Exercises:
     """The findings chapter's exercises, computed from the build's parameters (this chapter never trains)."""
-    track = _whole_pool_track(common)
+    track = _designed_track(common, [1.0])
     margin = _try_value(plan.margin(track))
     alpha = 0.1 if not math.isclose(plan.alpha, 0.1) else 0.05
     follows = (" (the plateau's δ follows the margin, since the design sets no `plateau_delta`)"
