@@ -437,3 +437,15 @@ def test_a_claim_the_design_leaves_off_a_track_says_so(tmp_path):
     assert "design has no" not in fs["hh"].subset.sentence()  # designed, just not run yet
     assert "design has no equal_steps-arm runs" in fs["testbed"].plateau["equal_steps"].sentence()
     assert "design has no" not in fs["hh"].plateau["equal_steps"].sentence()
+
+
+def test_length_statements_flag_a_selector_that_picks_shorter_answers():
+    frame = pd.DataFrame({"label": ["random", "isa", "kcenter", "full"], "chosen_chars": [150.0, 100.0, 160.0, 155.0],
+                          "chosen vs pool": [0.97, 0.65, 1.05, 1.0], "chosen_minus_rejected": [-40.0, -80.0, -30.0, -45.0]})
+    said = findings.length_statements(frame, "random")
+    assert len(said) == 1 and said[0].startswith("isa picks shorter chosen answers than its pools hold: 100 characters, "
+                                                 "0.650 times the pool's")
+    assert "(random's subsets: 150 characters" in said[0]
+    longer = findings.length_statements(frame.assign(**{"chosen vs pool": [1.0, 1.3, 1.0, 1.0]}), "random")
+    assert longer[0].startswith("isa picks longer")
+    assert findings.length_statements(frame.assign(**{"chosen vs pool": 1.0}), "random")[0].startswith("No selector")

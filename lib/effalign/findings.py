@@ -497,6 +497,26 @@ def cost_statements(records: Sequence[Mapping[str, Any]], metric: str, full_labe
     return out
 
 
+def length_statements(frame: pd.DataFrame, baseline: str, tolerance: float = 0.15) -> list[str]:
+    """The selectors (of :func:`selector_frame`) whose subsets' chosen answers differ in mean length from
+    their pools' by ``tolerance`` (a share) or more, so that a selector that wins by picking shorter or
+    longer answers shows as such; the baseline's subsets are given for comparison."""
+    def profile(r: Any) -> str:
+        return (f"{fmt(r['chosen_chars'])} characters, {fmt(r['chosen vs pool'])} times the pool's, chosen − rejected "
+                f"{fmt(r['chosen_minus_rejected'], 'signed')} characters")
+
+    base = frame[frame["label"] == baseline]
+    versus = f" ({baseline}'s subsets: {profile(base.iloc[0])})" if len(base) else ""
+    out = []
+    for _, r in frame.iterrows():
+        ratio = float(r["chosen vs pool"])
+        if r["label"] in ("full", baseline) or not np.isfinite(ratio) or abs(ratio - 1) < tolerance:
+            continue
+        out.append(f"{r['label']} picks {'shorter' if ratio < 1 else 'longer'} chosen answers than its pools hold: "
+                   f"{profile(r)}{versus}. Its result above may partly be a length effect.")
+    return out or [f"No selector's subsets differ from their pools in chosen-answer length by {tolerance:.0%} or more."]
+
+
 def selector_frame(f: TrackFindings, runs: TrackRuns) -> pd.DataFrame:
     """Each selector's cost beside its benefit and its subset's length profile, at the primary budget
     and for the whole pool (the runs of the sampler grid and the whole pool only): runs, the mean
