@@ -434,6 +434,8 @@ def test_a_claim_the_design_leaves_off_a_track_says_so(tmp_path):
     grids["scaling_steps"]["tracks"] = ["hh"]
     _, fs = profile_findings(prof, tmp_path, n_boot=20)
     assert "design has no whole-pool runs" in fs["testbed"].subset.sentence()
+    assert fs["testbed"].subset.row()["verdict"] == "not resolved (not in the design)"
+    assert fs["hh"].subset.row()["verdict"] == "not resolved"
     assert "design has no" not in fs["hh"].subset.sentence()  # designed, just not run yet
     assert "design has no equal_steps-arm runs" in fs["testbed"].plateau["equal_steps"].sentence()
     assert "design has no" not in fs["hh"].plateau["equal_steps"].sentence()

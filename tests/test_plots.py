@@ -198,6 +198,14 @@ def test_scorecard_shows_every_claim_and_track_with_verdict_interval_margin_and_
     empty = plots.plot_scorecard(_headline().iloc[:0])
     assert "no claims" in empty.axes[0].texts[0].get_text()
     plt.close(empty)
+    verdicts = list(_headline()["verdict"])
+    verdicts[4] = "not resolved (not in the design)"  # a claim the design leaves off this track
+    cut = plots.plot_scorecard(_headline(verdict=verdicts))
+    panel = [ax for ax in cut.axes if ax.get_visible()][3]  # hh (second column), small subset (second row)
+    assert panel.get_title(loc="left") == "small subset (rule E): not resolved"
+    assert any("this track's design has no such runs" in t.get_text() for t in panel.texts)
+    assert any("the runs it needs are not stored" in t.get_text() for ax in cut.axes for t in ax.texts) is False
+    plt.close(cut)
 
 
 def test_scorecard_tick_labels_do_not_collide():

@@ -288,6 +288,10 @@ def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: in
     return plan, out
 
 
+#: A verdict's ``detail`` when the design leaves the claim's cells off the track.
+NOT_DESIGNED = "not in the design"
+
+
 def _not_designed(f: TrackFindings, grids: Mapping[str, Mapping[str, Any]], primary_arm: str) -> None:
     """Say so where a claim has no runs because the design leaves its cells out of this track (rather than
     because they are not run yet)."""
@@ -295,11 +299,11 @@ def _not_designed(f: TrackFindings, grids: Mapping[str, Mapping[str, Any]], prim
     for arm, v in f.plateau.items():
         if v.estimate is None or not np.isfinite(v.estimate.value):
             if not (runs_cell(grids, arm, 0.5) and runs_cell(grids, arm, 1.0)):
-                f.plateau[arm] = replace(v, reason=cut.format(what=f"{arm}-arm runs at half and all of the pool"),
-                                         caveats=[])
+                f.plateau[arm] = replace(v, detail=NOT_DESIGNED, caveats=[],
+                                         reason=cut.format(what=f"{arm}-arm runs at half and all of the pool"))
     v = f.subset
     if (v.estimate is None or not np.isfinite(v.estimate.value)) and not runs_cell(grids, primary_arm, 1.0):
-        f.subset = replace(v, reason=cut.format(what="whole-pool runs"), caveats=[])
+        f.subset = replace(v, detail=NOT_DESIGNED, reason=cut.format(what="whole-pool runs"), caveats=[])
 
 
 def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.DataFrame:
