@@ -86,17 +86,15 @@ def _primary_grid(primary: Mapping[str, Any]) -> dict[str, Any]:
             "arm": primary["arm"], "seeds": primary["seeds"]}
 
 
-def rule_seeds(profile: Mapping[str, Any], track: str, store: Any) -> int | None:
-    """The primary seeds of ``track`` that the design's internal pilot rule gives from the records in
-    ``store`` (a folder or :class:`~effalign.runs.ResultStore`); None while the pilot is incomplete or
-    when the design has no internal pilot."""
+def rule_seeds(common: Mapping[str, Any], primary: Mapping[str, Any], store: Any) -> int | None:
+    """The seeds the design's internal pilot rule gives to one track's ``primary`` grid (of
+    :func:`design_grids`) from the records in ``store`` (a folder or :class:`~effalign.runs.ResultStore`);
+    None while the pilot is incomplete or when the design has no internal pilot."""
     from .experiment import expand_grid, stored_records  # lazy: the module imports torch
 
-    common = profile["common"]
     if not primary_of(common["design"])["pilot_seeds"]:
         return None
-    grid = design_grids(profile)[f"{track}_primary"]
-    return pilot_rule(common, track, stored_records(expand_grid(grid), store)).seeds
+    return pilot_rule(common, primary["track"], stored_records(expand_grid(primary), store)).seeds
 
 
 def planned_grids(profile: Mapping[str, Any], store: Any) -> dict[str, dict[str, Any]]:
@@ -104,9 +102,8 @@ def planned_grids(profile: Mapping[str, Any], store: Any) -> dict[str, dict[str,
     pilot is complete (:func:`rule_seeds`): the runs the design will use, and so the runs a chapter
     reads and names as missing. While the pilot is incomplete the primary keeps the design's maximum."""
     grids = design_grids(profile)
-    for track in profile["common"]["tracks"]:
-        name = f"{track}_primary"
-        n = rule_seeds(profile, track, store) if name in grids else None
+    for name in [f"{t}_primary" for t in profile["common"]["tracks"] if f"{t}_primary" in grids]:
+        n = rule_seeds(profile["common"], grids[name], store)
         if n is not None:
             grids[name] = {**grids[name], "seeds": grids[name]["seeds"][:n]}
     return grids
@@ -130,7 +127,7 @@ def staged_grids(profile: Mapping[str, Any], stage: str, store: str | Path) -> d
         g = grids[name]
         keep = pilot or len(g["seeds"])
         if stage == "primary" and pilot:
-            n = rule_seeds(profile, g["track"], store)
+            n = rule_seeds(profile["common"], g, store)
             keep = n if n is not None else keep
         out[name] = {**g, "seeds": g["seeds"][:keep]}
     return out
@@ -211,10 +208,11 @@ def track_design_grids(grids: Mapping[str, Mapping[str, Any]], track: str) -> di
     return {name[len(track) + 1:]: dict(g) for name, g in grids.items() if g.get("track") == track}
 
 
-def runs_cell(grids: Mapping[str, Mapping[str, Any]], arm: str, fraction: float) -> bool:
-    """Whether one track's design grids (:func:`track_design_grids`) have a cell at ``fraction`` of the
-    pool in ``arm`` (a design may leave a claim's cells out of a track: its grids' ``tracks``)."""
-    return any(g["arm"] == arm and any(abs(float(f) - fraction) < 0.01 for f in g["fractions"]) for g in grids.values())
+def runs_cells(grids: Mapping[str, Mapping[str, Any]], arm: str, fractions: Sequence[float]) -> bool:
+    """Whether one track's design grids (:func:`track_design_grids`) have a cell in ``arm`` at every one
+    of ``fractions`` of the pool (a design may leave a claim's cells out of a track: its grids' ``tracks``)."""
+    return all(any(g["arm"] == arm and any(abs(float(f) - x) < 0.01 for f in g["fractions"]) for g in grids.values())
+               for x in fractions)
 
 
 # ----------------------------------------------------------------------------- the internal pilot

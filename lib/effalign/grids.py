@@ -252,9 +252,9 @@ def export_grids(profile: str, out_dir: str | Path, device: str = "cuda", stage:
     (``primary``), then every other grid (``secondary``); without one, every grid is ``secondary``."""
     from .design import STAGES, staged_grids
 
-    grids = notebook_grids(profile, device)
+    prof = load_profile(profile)
+    grids = notebook_grids(prof, device)
     if stage is not None:
-        prof = load_profile(profile)
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
         if prof["common"].get("design"):

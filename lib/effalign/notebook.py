@@ -33,10 +33,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .book import load_profile  # noqa: E402
-from .design import analysis_plan, design_grids, pilot_rule, planned_grids, runs_cell, track_design_grids  # noqa: E402
+from .design import analysis_plan, design_grids, pilot_rule, planned_grids, runs_cells, track_design_grids  # noqa: E402
 from .design import equal_compute_arms as design_equal_compute_arms  # noqa: E402
 from .experiment import LegacyCheck, StaleRunWarning, availability, collect, expand_grid  # noqa: E402
 from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings, truncation_statements  # noqa: E402
+from .verdicts import NOT_DESIGNED  # noqa: E402
 from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
 
@@ -288,21 +289,17 @@ def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: in
     return plan, out
 
 
-#: A verdict's ``detail`` when the design leaves the claim's cells off the track.
-NOT_DESIGNED = "not in the design"
-
-
 def _not_designed(f: TrackFindings, grids: Mapping[str, Mapping[str, Any]], primary_arm: str) -> None:
     """Say so where a claim has no runs because the design leaves its cells out of this track (rather than
     because they are not run yet)."""
     cut = "the design has no {what} on this track (its grids' `tracks`; see the design's amendments)"
     for arm, v in f.plateau.items():
         if v.estimate is None or not np.isfinite(v.estimate.value):
-            if not (runs_cell(grids, arm, 0.5) and runs_cell(grids, arm, 1.0)):
+            if not runs_cells(grids, arm, [0.5, 1.0]):
                 f.plateau[arm] = replace(v, detail=NOT_DESIGNED, caveats=[],
                                          reason=cut.format(what=f"{arm}-arm runs at half and all of the pool"))
     v = f.subset
-    if (v.estimate is None or not np.isfinite(v.estimate.value)) and not runs_cell(grids, primary_arm, 1.0):
+    if (v.estimate is None or not np.isfinite(v.estimate.value)) and not runs_cells(grids, primary_arm, [1.0]):
         f.subset = replace(v, detail=NOT_DESIGNED, reason=cut.format(what="whole-pool runs"), caveats=[])
 
 

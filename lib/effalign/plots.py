@@ -548,6 +548,7 @@ def plot_scorecard(headline: Any, *, level: float = 0.95, title: str | None = No
     import numpy as np
 
     from .tables import fmt
+    from .verdicts import NOT_DESIGNED
 
     rows = headline if headline is not None else None
     if rows is None or len(rows) == 0:
@@ -597,14 +598,14 @@ def plot_scorecard(headline: Any, *, level: float = 0.95, title: str | None = No
                            + (f" · margin ±{fmt(margin)}" if np.isfinite(margin) else "")
                            + f" · {int(r['seeds'])} seed{'s' if int(r['seeds']) != 1 else ''}")
             else:
-                why = ("this track's design has no such runs" if "not in the design" in str(r["verdict"])
+                why = ("this track's design has no such runs" if NOT_DESIGNED in str(r["verdict"])
                        else "the runs it needs are not stored")
                 numbers = f"{r['contrast']}: no estimate\n({why})"
             ax.text(0.5, -0.42, numbers, transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=9.5,
                     linespacing=1.25,
                     color="0.1", zorder=6, bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none",
                                                  "alpha": 0.9})
-            verdict = str(r["verdict"]).replace(" (not in the design)", "")  # said under the panel instead
+            verdict = str(r["verdict"]).replace(f" ({NOT_DESIGNED})", "")  # said under the panel instead
             ax.set_title(f"{claim} (rule {r['rule']}): {verdict}", color=color, fontweight="bold", fontsize=11,
                          loc="left")
             ax.grid(axis="y", visible=False)

@@ -179,6 +179,10 @@ def rules_values(plan: AnalysisPlan, tracks: Sequence[str] = (), source: str = "
 # ----------------------------------------------------------------------------- verdicts
 
 
+#: A verdict's ``detail`` when the design leaves the claim's cells off the track (not merely unrun).
+NOT_DESIGNED = "not in the design"
+
+
 @dataclass
 class Verdict:
     """A claim's verdict under its rule: ``verdict`` is holds / fails / not resolved, ``detail`` the

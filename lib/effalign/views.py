@@ -944,11 +944,10 @@ def _designed_track(common: Mapping[str, Any], fractions: Sequence[float]) -> st
     first = next(iter(common["tracks"]))
     if not common.get("design"):
         return first
-    from .design import design_grids, runs_cell, track_design_grids
+    from .design import design_grids, runs_cells, track_design_grids
 
     built, arm = design_grids({"common": common}), common["design"]["primary"]["arm"]
-    return next((t for t in common["tracks"]
-                 if all(runs_cell(track_design_grids(built, t), arm, f) for f in fractions)), first)
+    return next((t for t in common["tracks"] if runs_cells(track_design_grids(built, t), arm, fractions)), first)
 
 
 def findings_exercises(common: Mapping[str, Any], plan: Any, notebook: str = "05_findings") -> Exercises:
