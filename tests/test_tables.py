@@ -203,6 +203,12 @@ def test_fmt_and_format_frame_never_show_nan_or_e_notation():
     assert "3.9×10⁷³" in text and "+0.010" in text and "10%" in text and "yes" in text
 
 
+def test_budget_label_shows_share_and_pairs_when_known():
+    assert tables.budget_label(0.1, 60) == "10% (60)" and tables.budget_label(0.05) == "5%"
+    assert tables.budget_label(1.0, float("nan")) == "100%"
+    assert tables.budget_label(0.5, 1300, sep="\n", unit=" pairs") == "50%\n(1,300 pairs)"
+
+
 def test_metric_table_concat_cost_and_curves():
     recs, _ = sampler_records()
     frame = tables.runs_frame(recs)

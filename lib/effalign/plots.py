@@ -250,11 +250,6 @@ def plot_isa_scores(frame: Any, *, title: str | None = None) -> Any:
     return fig
 
 
-def _budget_label(fraction: float, pairs: float | None = None) -> str:
-    share = f"{fraction * 100:.3g}%"
-    return share if pairs is None or pairs != pairs else f"{share}\n({pairs:,.0f} pairs)"
-
-
 def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseline: float | None = None,
                             title: str | None = None) -> Any:
     """Mean metric (interval over seeds) of each sampler at each budget (`effalign.tables.summarize`):
@@ -262,6 +257,8 @@ def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseli
     each, one colour and marker per sampler (:func:`sampler_style`, ISA heavier); ``baseline``
     draws the untrained policy's value."""
     import numpy as np
+
+    from .tables import budget_label
 
     ax = _axes(ax, (7.6, 4.4))
     if summary is None or len(summary) == 0:
@@ -282,7 +279,8 @@ def plot_sampler_comparison(summary: Any, metric: str, ax: Any = None, *, baseli
                         capsize=3, elinewidth=st["lw"], capthick=st["lw"], zorder=st["zorder"], label=lab)
         pairs = summary.groupby(summary["fraction"].round(6))["n_train"].mean() if "n_train" in summary else {}
         ax.set_xticks(range(len(fractions)))
-        ax.set_xticklabels([_budget_label(f, pairs.get(f) if len(pairs) else None) for f in fractions])
+        ax.set_xticklabels([budget_label(f, pairs.get(f) if len(pairs) else None, sep="\n", unit=" pairs")
+                            for f in fractions])
         for k in range(1, len(fractions)):
             ax.axvline(k - 0.5, color="0.85", lw=1)
         ax.set_xlim(-0.5, len(fractions) - 0.5)

@@ -101,6 +101,15 @@ def fmt(x: Any, style: str = "num", digits: int = 3) -> str:
     return sign + text.replace("-", "−")
 
 
+def budget_label(fraction: Any, pairs: Any = None, *, sep: str = " ", unit: str = "") -> str:
+    """A budget for a reader: the share of the pool (``fmt`` pct) and, when known, its pairs in
+    brackets after ``sep`` ("10% (60)"; a figure's tick uses ``sep="\\n", unit=" pairs"``)."""
+    share = fmt(fraction, "pct")
+    if pairs is None or not math.isfinite(float(pairs)):
+        return share
+    return f"{share}{sep}({fmt(pairs, 'int')}{unit})"
+
+
 def _significant(v: float, digits: int) -> str:
     """``v`` with ``digits`` significant digits, positional, thousands separators."""
     if v == 0:

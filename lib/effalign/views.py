@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .tables import fmt
+from .tables import budget_label, fmt
 
 __all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_view", "example_pairs",
            "exercise_command", "exercise_cost", "findings_exercises", "fit_view", "gains_view", "headline_view",
@@ -296,11 +296,6 @@ def reader_table(frame: Any, *, group: Sequence[str] = (), wrap: Sequence[str] =
     return styler.set_caption(caption) if caption else styler
 
 
-def _budget(fraction: Any, pairs: Any = None) -> str:
-    share = fmt(fraction, "pct")
-    return share if pairs is None or not math.isfinite(float(pairs)) else f"{share} ({fmt(pairs, 'int')})"
-
-
 def _constant(frame: Any, column: str) -> Any:
     """The value of ``column`` when it is the same in every row, else None."""
     values = frame[column].dropna().unique() if column in frame else []
@@ -395,7 +390,7 @@ def metrics_view(frame: Any, metrics: Sequence[str], *, level: float = 0.95, cap
         cols[metric_name(m)] = [mean_interval_text(r["mean"], r["lo"], r["hi"]) for _, r in s.iterrows()]
     if keys is None:
         return reader_table(pd.DataFrame(columns=["sampler", "budget"]), caption=caption)
-    out = pd.DataFrame({"budget": [_budget(f, n) for f, n in zip(keys["fraction"], keys["n_train"])],
+    out = pd.DataFrame({"budget": [budget_label(f, n) for f, n in zip(keys["fraction"], keys["n_train"])],
                         "sampler": keys["label"], "seeds": [fmt(n, "int") for n in keys["n"]], **cols})
     seeds = _constant(out, "seeds")
     if seeds:
@@ -419,7 +414,7 @@ def paired_view(diffs: Mapping[str, Any], *, level: float = 0.95, baseline: str 
         d = d.assign(_isa=d["label"] != "isa").sort_values(["fraction", "_isa", "label"])
         for _, r in d.iterrows():
             primary = r.get("family") == "primary"
-            rows.append({"track": track, "budget": _budget(r["fraction"], r.get("n_train")),
+            rows.append({"track": track, "budget": budget_label(r["fraction"], r.get("n_train")),
                          "sampler": r["label"] + (" (primary)" if primary else ""), "seeds": fmt(r["n_seeds"], "int"),
                          f"minus {baseline}": fmt(r["mean_diff"], "signed"),
                          f"{level:.0%} interval": interval_text(r["lo"], r["hi"], "signed"),
