@@ -675,6 +675,21 @@ def test_kill_9_at_random_points_then_resume(children, concurrent_store, record)
            "records, 0 duplicated, 0 torn, every metric equal to an uninterrupted run's")
 
 
+def test_run_stops_at_its_limits_with_status_75_and_resumes(children, concurrent_store, record):
+    grid, reference_store, _ = concurrent_store
+    store = children.base / "limited"
+    codes = []
+    for limit in (["--max-runs", "1"], ["--stop-after", "0s"], []):
+        proc = children.start(["run", "--grid", grid, "--store", store, "--threads", "1", "--quiet", *limit])
+        proc.join(300)
+        codes.append((proc.exitcode, _check_lines(store / "tiny.jsonl")[0]))
+    assert codes == [(75, 1), (75, 1), (0, 4)], codes
+    reference = {r["key"]: _science(r) for r in ResultStore(reference_store).records("tiny")}
+    assert {r["key"]: _science(r) for r in ResultStore(store).records("tiny")} == reference
+    record("session limits", "`run --max-runs 1`, then `--stop-after 0s`, then a plain `run` on a 4-cell tiny grid",
+           "exit 75 with 1 record, exit 75 with still 1, exit 0 with 4 records equal to an uninterrupted run's")
+
+
 def _fake_claim(store: ResultStore, key: str, **holder) -> Path:
     path = store.claim_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -728,6 +743,33 @@ def test_claim_api_and_grid_leaves_cells_in_flight(tmp_path, record):
     assert calls == [0, 2, 1] and not list((tmp_path / CLAIM_DIR).glob("*.claim"))
     record("several runners", "a grid meeting a cell that another live runner has claimed",
            "the cell is skipped, the rest run, a warning lists it; after its release a later run computes it once")
+
+
+def test_grid_stops_after_max_runs_or_deadline_and_the_next_call_resumes(tmp_path, record):
+    store = ResultStore(tmp_path)
+    calls = []
+    with pytest.warns(UserWarning, match=r"2 run\(s\) were not started after 1 trained \(max_runs 1\)"):
+        recs = run_grid([spec(0), spec(1), spec(2)], lambda s: calls.append(s.seed) or {"acc": 1.0}, store,
+                        progress=False, max_runs=1)
+    assert calls == [0] and len(recs) == 1
+    with pytest.warns(UserWarning, match=r"2 run\(s\) were not started after 0 trained \(its start_by deadline\)"):
+        run_grid([spec(0), spec(1), spec(2)], lambda s: calls.append(s.seed) or {"acc": 1.0}, store,
+                 progress=False, start_by=time.time() - 1)
+    assert calls == [0]
+    recs = run_grid([spec(0), spec(1), spec(2)], lambda s: calls.append(s.seed) or {"acc": 1.0}, store, progress=False)
+    assert calls == [0, 1, 2] and len(recs) == 3 and not list((tmp_path / CLAIM_DIR).glob("*.claim"))
+    record("session limits", "a grid told to stop after one run (--max-runs 1), then after a deadline already past "
+           "(--stop-after)", "one run trained, then none; a warning names the cells left; the next call trains "
+           "each of them once")
+
+
+def test_stop_after_reads_durations_and_refuses_others():
+    from effalign.cli import ArgumentError, parse_duration
+
+    assert parse_duration("90m") == 5400 and parse_duration("2h30m") == 9000 and parse_duration("45") == 45
+    for bad in ("", "soon", "2x", "h"):
+        with pytest.raises(ArgumentError, match="not a duration such as 90m"):
+            parse_duration(bad)
 
 
 # --------------------------------------------------------------------------- caches

@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sqlite3
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -279,9 +281,25 @@ def run_context(grids: Sequence[dict[str, Any]], args: argparse.Namespace) -> An
                    logging_dir=args.logging_dir or _grid_option(grids, "logging_dir") or "logs")
 
 
+#: Exit status of ``run`` when --max-runs or --stop-after left runs for a later call (EX_TEMPFAIL: try again).
+EXIT_RUNS_LEFT = 75
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90m``, ``2h30m``, ``45s`` or ``5400`` (seconds); ArgumentError if not."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ArgumentError(f"argument --stop-after: not a duration such as 90m, 2h30m or 5400s, got {text!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ArgumentError(f"argument --threads: must be at least 1, got {args.threads}")
+    if args.max_runs is not None and args.max_runs < 1:
+        raise ArgumentError(f"argument --max-runs: must be at least 1, got {args.max_runs}")
+    start_by = time.time() + parse_duration(args.stop_after) if args.stop_after is not None else None
     grids = _load_grids(args.grid)
     use_offline_defaults([src for g in grids for src in (g["data"]["source"], g["data"].get("eval_source")) if src],
                          [g.get("model", "smollm2-135m-instruct") for g in grids])
@@ -328,10 +346,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"run keys carried fingerprints); {len(distinct) - len(found)} to run")
         return 0
     ctx = run_context(grids, args)
-    records = run_specs(specs, result_store, progress=not args.quiet, ctx=ctx)
+    records = run_specs(specs, result_store, progress=not args.quiet, ctx=ctx, max_runs=args.max_runs,
+                        start_by=start_by)
     if ctx.save_model:
         say(f"policies trained now are in {ctx.save_model}/<run key> (runs already stored were not trained again)")
     say(f"{len(records)} records stored in {store}")
+    left = len({s.key for s in specs}) - len(records)
+    if left and (args.max_runs is not None or start_by is not None):
+        say(f"stopped by --max-runs/--stop-after with {left} run(s) left: run the same command again to go on "
+            f"(exit status {EXIT_RUNS_LEFT})")
+        return EXIT_RUNS_LEFT
     return 0
 
 
@@ -511,6 +535,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--logging-dir", default=None, metavar="DIR",
                    help="where report_to integrations write, one folder per run key (default: the grid's "
                         "logging_dir, else logs/)")
+    p.add_argument("--max-runs", type=int, default=None, metavar="N",
+                   help="train at most N runs, then stop; exit status 75 while runs are left for the next call")
+    p.add_argument("--stop-after", default=None, metavar="DURATION",
+                   help="start no run once DURATION has passed (90m, 2h30m, 5400s); the run in progress "
+                        "finishes, so leave room for one run; exit status 75 while runs are left")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs, their keys and whether each is stored (records from before run keys "
                         "carried fingerprints included); run nothing")

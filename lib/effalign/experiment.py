@@ -411,8 +411,10 @@ def run_experiment(spec: RunSpec, ctx: Context | None = None, *, progress: bool 
 
 
 def run_specs(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, progress: bool = True,
-              ctx: Context | None = None) -> list[dict[str, Any]]:
-    """Run every spec not yet in ``store`` (resumable); returns all their records.
+              ctx: Context | None = None, max_runs: int | None = None,
+              start_by: float | None = None) -> list[dict[str, Any]]:
+    """Run every spec not yet in ``store`` (resumable); returns all their records. ``max_runs`` and
+    ``start_by`` (a ``time.time()`` deadline) stop it early, as in :func:`effalign.runs.run_grid`.
 
     Under ``accelerate launch`` / ``torchrun`` every process runs this together: the processes join
     first, rank 0 decides which runs are due, each run trains data-parallel, and only rank 0 stores.
@@ -425,7 +427,7 @@ def run_specs(specs: Iterable[RunSpec], store: ResultStore | str | Path, *, prog
     check.warn()  # before hours of training: which stored runs are not used, and why
     join_processes()
     return run_grid(specs, lambda s: run_experiment(s, ctx, progress=progress), store, progress=progress,
-                    desc="experiment grid", adopt=check)
+                    desc="experiment grid", adopt=check, max_runs=max_runs, start_by=start_by)
 
 
 def join_processes() -> None:

@@ -747,6 +747,8 @@ def run_grid(
     progress: bool = True,
     desc: str = "runs",
     adopt: Adopt | None = None,
+    max_runs: int | None = None,
+    start_by: float | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``fn(spec)`` for every spec whose key is not stored yet, storing each record at once.
 
@@ -756,8 +758,10 @@ def run_grid(
     (:meth:`ResultStore.claim`), so several processes can share one grid in any order: a cell
     another live process is computing is left to it (a warning lists such cells at the end), and
     one whose claimant died is taken over. ``adopt`` lets a spec with fingerprints use a record
-    stored before keys carried them (:func:`find_records`). Returns the records of all specs
-    stored before or now, in grid order.
+    stored before keys carried them (:func:`find_records`). ``max_runs`` caps the runs this call
+    trains and ``start_by`` (a ``time.time()`` deadline) starts none after it: the run in progress
+    finishes and the cells left are named in a warning, for the next call. Returns the records of
+    all specs stored before or now, in grid order.
     """
     _process_commit()  # the code this process runs: fixed before the first run
     unique: dict[str, RunSpec] = {}
@@ -773,8 +777,16 @@ def run_grid(
     bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc=desc, disable=not progress or not is_main_process(),
                unit="run")
 
+    trained = 0
+
+    def may_start() -> bool:
+        """False once this call has trained ``max_runs`` runs or ``start_by`` has passed."""
+        done_enough = max_runs is not None and trained >= max_runs
+        return not rank0_value(done_enough or (start_by is not None and time.time() >= start_by))
+
     def attempt(spec: RunSpec) -> bool:
         """Run ``spec`` unless it is stored or claimed by a live process; False when claimed."""
+        nonlocal trained
         if rank0_value(spec.key in store.keys(spec.experiment)):  # stored meanwhile by another process
             return True
         claim = store.claim(spec.key)
@@ -787,17 +799,21 @@ def run_grid(
             result = dict(fn(spec))
             extra = result.pop("extra", None)
             store.append(make_record(spec, result, started, _now(), time.perf_counter() - t0, extra))
+        trained += 1
         return True
 
-    deferred = []
+    deferred, in_flight, left = [], [], []
     for spec in todo:
-        if attempt(spec):
+        if not may_start():
+            left.append(spec.key)
+        elif attempt(spec):
             bar.update(1)
         else:
             deferred.append(spec)
-    in_flight = []
     for spec in deferred:  # a second look: claimants that died meanwhile
-        if attempt(spec):
+        if not may_start():
+            left.append(spec.key)
+        elif attempt(spec):
             bar.update(1)
         else:
             in_flight.append(spec.key)
@@ -805,5 +821,9 @@ def run_grid(
     if in_flight:
         warnings.warn(f"{len(in_flight)} run(s) are being computed by other processes and were left to them: "
                       f"{', '.join(in_flight)}", stacklevel=2)
+    if left:
+        limit = f"max_runs {max_runs}" if max_runs is not None and trained >= max_runs else "its start_by deadline"
+        warnings.warn(f"{len(left)} run(s) were not started after {trained} trained ({limit}); the next call "
+                      f"runs them: {', '.join(left)}", stacklevel=2)
     by_key = {**found, **{r["key"]: r for exp in done for r in store.records(exp)}}
     return [by_key[k] for k in unique if k in by_key]
