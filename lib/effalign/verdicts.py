@@ -241,7 +241,7 @@ class Verdict:
                 text += f"; the smallest margin this design shows: {fmt(e.equivalence_reach(p.alpha, p.power))}"
             need = e.seeds_needed(self.effect, p.alpha, p.power) if self.effect else None
             if self.verdict == "not resolved" and self.effect:
-                text += (f"; about {need} seeds would detect {fmt(self.effect)}" if need
+                text += (f"; at the spread these runs show, about {need} seeds would detect {fmt(self.effect)}" if need
                          else f"; more seeds alone would not detect {fmt(self.effect)} (the evaluation set is too small)")
         notes = [n for n in [self.reason, e.note, *self.caveats] if n]
         return text + "." + ("" if not notes else " " + " ".join(n[0].upper() + n[1:].rstrip(".") + "." for n in notes))
