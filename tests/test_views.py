@@ -470,3 +470,27 @@ def test_margin_exercises_ask_about_a_track_whose_design_runs_the_claim():
                                                     "label": "random", "fraction": 0.5}) for t in common["tracks"]}
     text = views.scaling_exercises(common, plan, frames)._repr_markdown_()
     assert f"does the {others[0]} verdict change" in text and f"does the {first} verdict" not in text
+
+
+def test_selector_view_names_columns_for_readers_and_refuses_unknown_parts():
+    frame = pd.DataFrame({"label": ["random", "isa", "full"], "fraction": [0.1, 0.1, 1.0], "runs": [16, 16, 2],
+                          "mean": [0.053, 0.075, 0.096], "diff": [np.nan, 0.0227, np.nan], "lo": [np.nan, -0.002, np.nan],
+                          "hi": [np.nan, 0.047, np.nan], "p": [np.nan, 0.071, np.nan], "select_s": [0.015, 3.35, 0.0],
+                          "scoring_s": [0.0, 0.0, 0.0], "train_s": [470.0, 432.0, 834.0], "total_s": [470.0, 436.0, 834.0],
+                          "total_tokens": [65587, 56480, 106609], "compute vs whole pool": [0.563, 0.523, 1.0],
+                          "chosen_chars": [161.0, 108.0, 158.0], "chosen_minus_rejected": [-45.9, -98.1, -58.8],
+                          "chosen vs pool": [0.984, 0.66, 1.0]})
+    metrics = {"hh": "pref_margin"}
+    benefit = views.selector_view({"hh": frame}, "benefit", metrics)
+    assert list(benefit.data.columns) == ["selector", "budget", "runs", "mean", "minus random", "95% interval", "p"]
+    assert list(benefit.data["selector"]) == ["random", "isa", "whole pool"] and list(benefit.data["budget"])[-1] == "100%"
+    assert benefit.data.loc[1, "minus random"] == "+0.023" and "implicit reward margin (hh)" in benefit.caption
+    cost = views.selector_view({"hh": frame, "t": frame}, "cost", metrics)
+    assert list(cost.data.columns)[:3] == ["track", "selector", "budget"] and list(cost.data["track"]) == ["hh", "", "", "t", "", ""]
+    assert list(cost.data["tokens"])[:3] == ["65,587", "56,480", "106,609"]
+    lengths = views.selector_view({"hh": frame}, "lengths", metrics)
+    assert list(lengths.data["chosen − rejected (characters)"]) == ["−45.9", "−98.1", "−58.8"]
+    for styler in (benefit, cost, lengths):
+        _assert_readable(styler)
+    with pytest.raises(ValueError, match="part must be one of benefit, cost, lengths"):
+        views.selector_view({"hh": frame}, "speed", metrics)

@@ -482,17 +482,20 @@ def cost_statements(records: Sequence[Mapping[str, Any]], metric: str, full_labe
         return ["The full-pool run is not stored yet, so there is nothing to compare with."]
     full = cost[cost["label"] == full_label].iloc[0]
     fm = next(r["metrics"] for r in records if r["spec"]["sampler"] == full_label)
-    out = [f"The full pool ({fmt(full['n_train'], 'int')} pairs) took {fmt(full['device_hours'])} device-hours "
-           f"({fmt(full['train_s'], 'int')} s of training, {fmt(full['tokens'] or 0, 'int')} tokens, peak memory "
-           f"{fmt(full['peak_gib'])} GiB) and reached {metric} {fmt(fm.get(metric))}."]
+    out = [f"The full pool ({fmt(full['n_train'], 'int')} pairs) took {fmt(full['device_hours'])} device-hours for "
+           f"the whole run (selection, training and evaluation; {fmt(full['train_s'], 'int')} s of training, "
+           f"{fmt(full['tokens'] or 0, 'int')} tokens, peak memory {fmt(full['peak_gib'])} GiB) and reached {metric} "
+           f"{fmt(fm.get(metric))}."]
     for rec in records:
         if rec["spec"]["sampler"] == full_label:
             continue
         row = cost[cost["label"] == sampler_label(rec["spec"]["sampler"], rec["spec"].get("sampler_params"))].iloc[0]
         hours = row["device_hours"] / full["device_hours"] if full["device_hours"] else math.nan
+        train = row["train_s"] / full["train_s"] if full["train_s"] else math.nan
         tokens = (row["tokens"] or 0) / full["tokens"] if full["tokens"] else math.nan
         out.append(f"{row['label']} on {fmt(row['n_train'], 'int')} pairs ({fmt(row['n_train'] / full['n_train'], 'pct')} "
-                   f"of the pool) used {fmt(hours, 'pct')} of the device-hours and {fmt(tokens, 'pct')} of the training "
+                   f"of the pool) used {fmt(hours, 'pct')} of its device-hours (the evaluation, the same for both, "
+                   f"included), {fmt(train, 'pct')} of its training seconds and {fmt(tokens, 'pct')} of its training "
                    f"tokens, and reached {metric} {fmt(rec['metrics'].get(metric))}.")
     return out
 

@@ -38,7 +38,7 @@ __all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_v
            "exercise_command", "exercise_cost", "findings_exercises", "fit_view", "gains_view", "headline_view",
            "interval_text", "isa_defaults", "kl_statements", "larger_run_statements", "loss_statements",
            "mean_interval_text", "metrics_view", "missing_view", "paired_view", "profile_ablation",
-           "profile_samplers", "reader_table", "rules_view", "sampler_exercises", "sampler_statements",
+           "profile_samplers", "reader_table", "rules_view", "sampler_exercises", "sampler_statements", "selector_view",
            "scaling_exercises", "size_means_view", "variance_table", "variance_view"]
 
 
@@ -431,6 +431,58 @@ def paired_view(diffs: Mapping[str, Any], *, level: float = 0.95, baseline: str 
     if len(diffs) == 1:
         frame = frame.drop(columns="track")
     return reader_table(frame, group=["track", "budget"], wrap=["sampler"], caption="; ".join(notes) + ".")
+
+
+#: The columns of :func:`selector_view` by part: (column of :func:`effalign.findings.selector_frame`, header, style).
+_SELECTOR_PARTS: dict[str, list[tuple[str, str, str]]] = {
+    "benefit": [("runs", "runs", "int"), ("mean", "mean", "num"), ("diff", "minus {baseline}", "signed"),
+                ("lo", "{level} interval", "interval"), ("p", "p", "p")],
+    "cost": [("select_s", "selection (s)", "num"), ("scoring_s", "of which scoring (s)", "num"),
+             ("train_s", "training (s)", "num"), ("total_s", "in all (s)", "num"),
+             ("total_tokens", "tokens", "int"), ("compute vs whole pool", "seconds vs whole pool", "num")],
+    "lengths": [("mean", "mean", "num"), ("diff", "minus {baseline}", "signed"),
+                ("chosen_chars", "chosen answer (characters)", "num"),
+                ("chosen_minus_rejected", "chosen − rejected (characters)", "signed"),
+                ("chosen vs pool", "chosen vs its pool", "num")],
+}
+
+
+def selector_view(frames: Mapping[str, Any], part: str, metrics: Mapping[str, str], *, baseline: str = "random",
+                  level: float = 0.95) -> Any:
+    """One part of the selectors' comparison (track -> :func:`effalign.findings.selector_frame`) for
+    readers: ``benefit`` (runs, mean metric, difference to ``baseline`` with its interval and p),
+    ``cost`` (mean seconds of selection, scoring, training and in all, tokens, seconds against the
+    whole pool's) or ``lengths`` (the mean metric beside the subsets' chosen-answer lengths).
+    ``metrics``: track -> metric, named in the caption."""
+    import pandas as pd
+
+    from .plots import metric_name
+
+    if part not in _SELECTOR_PARTS:
+        raise ValueError(f"part must be one of {', '.join(_SELECTOR_PARTS)}, got {part!r}")
+    columns = [(col, header.format(baseline=baseline, level=f"{level:.0%}"), style)
+               for col, header, style in _SELECTOR_PARTS[part]]
+    rows = []
+    for track, frame in frames.items():
+        for _, r in frame.iterrows():
+            row = {"track": track, "selector": "whole pool" if r["label"] == "full" else r["label"],
+                   "budget": budget_label(r["fraction"])}
+            for col, header, style in columns:
+                row[header] = (interval_text(r["lo"], r["hi"], "signed") if style == "interval"
+                               else fmt(r[col], style))
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=["track", "selector", "budget"] + [h for _, h, _ in columns])
+    notes = {"benefit": f"mean: {{metrics}}; minus {baseline}: paired by pool seed; p: the primary contrast "
+                        "unadjusted, the others Holm-adjusted",
+             "cost": "mean seconds per run (selection includes training a scoring model where the selector has "
+                     "one; in all: selection and training, without the evaluation every run shares); tokens: "
+                     "scoring and training",
+             "lengths": "mean: {metrics}; answer lengths: the mean over each selector's subsets; chosen vs its pool: "
+                        "the subset's mean chosen-answer length over its pool's"}[part]
+    named = ", ".join(f"{metric_name(m)} ({track})" for track, m in metrics.items() if track in frames)
+    if len(frames) == 1:
+        out = out.drop(columns="track")
+    return reader_table(out, group=["track"], text=["selector", "budget"], caption=notes.format(metrics=named) + ".")
 
 
 def headline_view(headline: Any, *, level: float = 0.95) -> Any:
