@@ -261,3 +261,6 @@ def test_data_views():
     assert sbs.shape == (2, 6) and all(len(v) <= 10 for v in sbs.to_numpy().ravel())
     lengths = notebook.length_frame({"a": pool})
     assert len(lengths) == 120 and set(lengths["part"]) == {"prompt", "chosen", "rejected"}
+    summary = notebook.length_summary(lengths)
+    assert list(summary.index) == [("a", "prompt"), ("a", "chosen"), ("a", "rejected")]
+    assert (summary["pairs"] == 40).all() and (summary["longest (characters)"] >= summary["median (characters)"]).all()

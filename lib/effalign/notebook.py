@@ -3,7 +3,7 @@ runs of a profile's grids as frames for the findings.
 
 - :func:`notebook_setup`, :func:`show`: one style, no progress bars or known warnings in the book;
   :func:`glue_figure`: a figure shown here and on another page of the book (the scorecard);
-- :func:`data_overview`, :func:`length_frame`, :func:`isa_frame`, :func:`mixture_table`,
+- :func:`data_overview`, :func:`length_frame`, :func:`length_summary`, :func:`isa_frame`, :func:`mixture_table`,
   :func:`subset_profile`, :func:`side_by_side`: the data sets and what ISA sees in them;
 - :func:`track_runs`, :func:`design_track_runs`, :func:`profile_runs`, :func:`profile_findings`: stored
   (or, in the experiment chapters, newly trained) runs of a track's grids (legacy or the profile's
@@ -43,7 +43,7 @@ from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
     "ablation_frame", "availability_note", "data_overview", "design_track_runs", "glue_figure", "isa_frame",
-    "length_frame", "missing_cells", "missing_statements", "mixture_table", "notebook_setup", "parameters_profile",
+    "length_frame", "length_summary", "missing_cells", "missing_statements", "mixture_table", "notebook_setup", "parameters_profile",
     "profile_findings", "profile_runs", "refuse_profile_file", "show", "side_by_side", "subset_profile",
     "track_runs", "truncation_note", "truncation_statements",
 ]
@@ -403,7 +403,7 @@ def data_overview(splits: Mapping[str, tuple[Sequence[Any], Sequence[Any]]]) -> 
             "distinct pool prompts": len({normalise_prompt(p) for p in pool}),
             "evaluation pairs": len(ev),
         }
-    return pd.DataFrame(rows).T
+    return pd.DataFrame(rows).T.infer_objects()
 
 
 def mixture_table(sampler: Any) -> pd.DataFrame:
@@ -431,6 +431,14 @@ def length_frame(datasets: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def length_summary(lengths: pd.DataFrame) -> pd.DataFrame:
+    """Per track and part (of :func:`length_frame`): the pairs and the mean, median and longest length
+    in characters."""
+    chars = lengths.groupby(["track", "part"], sort=False)["chars"]
+    return pd.DataFrame({"pairs": chars.size(), "mean (characters)": chars.mean(),
+                         "median (characters)": chars.median(), "longest (characters)": chars.max()})
+
+
 def isa_frame(sampler: Any, random_idx: Sequence[int] | None = None) -> pd.DataFrame:
     """Per pool pair of a fitted ISA sampler: the first two principal components of its features,
     component, surprisal, entropy, score, and whether ISA (and, if given, random) selected it."""
@@ -455,12 +463,12 @@ def subset_profile(pool: Sequence[Any], subsets: Mapping[str, Sequence[int]], sa
     def describe(idx: np.ndarray) -> dict[str, Any]:
         row: dict[str, Any] = {"pairs": int(idx.size)}
         for part in ("prompt", "chosen", "rejected"):
-            row[f"{part} chars"] = float(np.mean([len(getattr(pool[int(i)], f"{part}_text")) for i in idx]))
+            row[f"{part} (characters)"] = float(np.mean([len(getattr(pool[int(i)], f"{part}_text")) for i in idx]))
         if sampler is not None:
             labels = np.asarray(sampler.labels_)[idx]
             for k in range(int(sampler.n_components)):
                 row[f"share in component {k}"] = float(np.mean(labels == k))
-            row["mean surprisal"] = float(np.mean(np.asarray(sampler.surprisal_)[idx]))
+            row["mean surprisal (nats)"] = float(np.mean(np.asarray(sampler.surprisal_)[idx]))
         return row
 
     rows = {"pool": describe(np.arange(len(pool))), **{name: describe(np.asarray(idx, dtype=int))

@@ -35,11 +35,12 @@ from typing import Any
 from .tables import budget_label, fmt
 
 __all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_view", "example_pairs",
-           "exercise_command", "exercise_cost", "findings_exercises", "fit_view", "gains_view", "headline_view",
-           "interval_text", "isa_defaults", "kl_statements", "larger_run_statements", "loss_statements",
-           "mean_interval_text", "metrics_view", "missing_view", "paired_view", "profile_ablation",
-           "profile_samplers", "reader_table", "rules_view", "sampler_exercises", "sampler_statements", "selector_view",
-           "scaling_exercises", "size_means_view", "variance_table", "variance_view"]
+           "exercise_command", "exercise_cost", "findings_exercises", "fit_view", "gains_view",
+           "headline_view", "interval_text", "isa_defaults", "kl_statements", "larger_run_statements",
+           "loss_statements", "mean_interval_text", "metrics_view", "missing_view", "paired_view",
+           "profile_ablation", "profile_samplers", "reader_frame", "reader_table", "rules_view",
+           "sampler_exercises", "sampler_statements", "scaling_exercises", "selector_view",
+           "size_means_view", "variance_table", "variance_view"]
 
 
 def _clip(text: str, limit: int) -> str:
@@ -294,6 +295,21 @@ def reader_table(frame: Any, *, group: Sequence[str] = (), wrap: Sequence[str] =
     styler = (out.style.hide(axis="index").set_table_styles(styles).set_td_classes(classes)
               .set_table_attributes('class="dataframe reader-table"'))
     return styler.set_caption(caption) if caption else styler
+
+
+def reader_frame(frame: Any, *, index: Sequence[str] = (), styles: Mapping[str, str] | None = None,
+                 caption: str | None = None) -> Any:
+    """A frame of numbers for readers: its row labels become the leading text columns ``index`` (the
+    first shown once per group when there are several), every number through :func:`effalign.tables.fmt`
+    in the style its column name implies (:func:`effalign.tables.format_frame`; ``styles`` overrides),
+    no row index."""
+    from .tables import format_frame
+
+    out = frame.infer_objects()
+    if index:
+        out = out.rename_axis(list(index)).reset_index()
+    out = format_frame(out, styles)
+    return reader_table(out, group=list(index[:1]) if len(index) > 1 else [], text=list(index), caption=caption)
 
 
 def _constant(frame: Any, column: str) -> Any:
