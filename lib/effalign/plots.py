@@ -100,6 +100,7 @@ METRIC_LABELS: dict[str, str] = {
     "pref_accuracy": "preference accuracy (share of held-out pairs)",
     "pref_margin": "implicit reward margin (β × nats)",
     "train_loss": "DPO training loss (nats)",
+    "pref_loss": "held-out DPO loss (nats)",
 }
 
 
