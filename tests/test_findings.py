@@ -451,3 +451,30 @@ def test_length_statements_flag_a_selector_that_picks_shorter_answers():
     longer = findings.length_statements(frame.assign(**{"chosen vs pool": [1.0, 1.3, 1.0, 1.0]}), "random")
     assert longer[0].startswith("isa picks longer")
     assert findings.length_statements(frame.assign(**{"chosen vs pool": 1.0}), "random")[0].startswith("No selector")
+
+
+def test_item_group_contrasts_split_a_length_effect_and_say_what_they_show():
+    rng = np.random.default_rng(5)
+    seeds, n = 8, 200
+    clusters = np.arange(n)
+    base = rng.normal(0.0, 1.0, size=(seeds, n))
+    effect = np.where(np.arange(n) < 120, 0.3, -0.2)  # isa gains on the first 120 items, loses on the other 80
+    isa = base + effect + rng.normal(0.0, 0.3, size=(seeds, n)) + rng.normal(0.0, 0.05, size=(seeds, 1))
+    cells = {("random", 0.1): base, ("isa", 0.1): isa}
+    frame = runs_of({cell: v.mean(axis=1) for cell, v in cells.items()}, metric="pref_margin")
+    items = items_of(cells, clusters, untrained=0.0)
+    ids = item_ids(n)
+    groups = {"chosen shorter": ids[:120], "chosen longer": ids[120:]}
+    split = tables.item_group_contrasts(frame, "pref_margin", ("isa", 0.1), ("random", 0.1), items, groups)
+    assert list(split) == ["chosen shorter", "chosen longer", "chosen shorter − chosen longer"]
+    diff = (isa - base).mean(axis=0)
+    assert split["chosen shorter"].value == pytest.approx(diff[:120].mean())
+    assert split["chosen shorter − chosen longer"].value == pytest.approx(diff[:120].mean() - diff[120:].mean())
+    lo, hi = split["chosen shorter − chosen longer"].interval(0.95)
+    assert lo < 0.5 < hi and lo > 0, "covers the true difference of 0.5 and excludes zero"
+    text = findings.length_split_statements(split, groups, "isa", "random")[0]
+    assert text.startswith("Exploratory") and "on the 120 held-out pairs" in text and "excludes zero" in text
+    # without per-item outcomes, or for a metric that scores prompts, there is no split and the sentence says why
+    assert tables.item_group_contrasts(frame, "pref_margin", ("isa", 0.1), ("random", 0.1), None, groups) == {}
+    assert "stored no per-item outcomes" in findings.length_split_statements({}, groups, "isa", "random")[0]
+    assert "scores answers to prompts" in findings.length_split_statements({}, {}, "isa", "random")[0]

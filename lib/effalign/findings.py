@@ -36,11 +36,12 @@ from .verdicts import (DEFAULT_ARM, RULES, AnalysisPlan, Rule, Verdict, plateau_
                        sampler_verdict, subset_verdict)
 
 __all__ = [
-    "AnalysisPlan", "RULES", "Rule", "ScalingOutcome", "TrackFindings", "TrackRuns", "Verdict", "claim_statements",
-    "closing_statements",
-    "cost_statements", "data_or_compute", "device_statements", "headline_frame", "means_frame", "paired_statements", "plateau_finding",
-    "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation", "scaling_outcome", "selector_frame", "selector_statements",
-    "subset_verdict", "track_findings", "truncation_statements",
+    "AnalysisPlan", "RULES", "Rule", "ScalingOutcome", "TrackFindings", "TrackRuns", "Verdict",
+    "claim_statements", "closing_statements", "cost_statements", "data_or_compute", "device_statements",
+    "headline_frame", "length_split_statements", "length_statements", "means_frame", "paired_statements",
+    "plateau_finding", "plateau_verdict", "rules_frame", "rules_markdown", "sampler_verdict", "saturation",
+    "scaling_outcome", "selector_frame", "selector_statements", "subset_verdict", "track_findings",
+    "truncation_statements",
 ]
 
 # ----------------------------------------------------------------------------- descriptive scaling
@@ -518,6 +519,36 @@ def length_statements(frame: pd.DataFrame, baseline: str, tolerance: float = 0.1
         out.append(f"{r['label']} picks {'shorter' if ratio < 1 else 'longer'} chosen answers than its pools hold: "
                    f"{profile(r)}{versus}. Its result above may partly be a length effect.")
     return out or [f"No selector's subsets differ from their pools in chosen-answer length by {tolerance:.0%} or more."]
+
+
+def length_split_statements(split: Mapping[str, Estimate], groups: Mapping[str, Sequence[str]], sampler: str,
+                            baseline: str, *, level: float = 0.95) -> list[str]:
+    """Exploratory, not a rule: ``sampler`` − ``baseline`` on the held-out pairs whose chosen answer is
+    shorter than the rejected one and on those where it is longer, and the difference between the two
+    (:func:`effalign.tables.item_group_contrasts` over ``groups`` of
+    :func:`effalign.notebook.eval_length_groups`). A selector that teaches "shorter is better" gains on
+    the first and loses on the second."""
+    if not groups:
+        return ["No split by answer length: this track's metric scores answers to prompts, not held-out pairs."]
+    if len(split) < 3:
+        return ["No split by answer length: the runs of the primary contrast stored no per-item outcomes."]
+    (short, long_), both = list(groups), f"{list(groups)[0]} − {list(groups)[1]}"
+
+    def text(e: Estimate) -> str:
+        lo, hi = e.interval(level)
+        return f"{fmt(e.value, 'signed')} ({level:.0%} interval {fmt(lo, 'signed')} to {fmt(hi, 'signed')})"
+
+    diff = split[both]
+    lo, hi = diff.interval(level)
+    reading = ("The interval excludes zero: part of the difference between the selectors is a length effect."
+               if lo > 0 or hi < 0 else
+               "The interval contains zero: these runs do not separate a length effect from the rest.")
+    return [f"Exploratory (no rule was registered for it): {sampler} − {baseline} is {text(split[short])} on the "
+            f"{fmt(len(groups[short]), 'int')} held-out pairs whose chosen answer is shorter than the rejected one "
+            f"and {text(split[long_])} on the {fmt(len(groups[long_]), 'int')} whose chosen answer is longer. A "
+            f"selector that teaches the policy to prefer shorter answers gains on the first and loses on the "
+            f"second; the difference between the two is {text(diff)}, p = {fmt(diff.p_value(), 'p')}, "
+            f"{diff.n_seeds} seeds. {reading}"]
 
 
 def selector_frame(f: TrackFindings, runs: TrackRuns) -> pd.DataFrame:

@@ -42,7 +42,7 @@ from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
-    "ablation_frame", "availability_note", "data_overview", "design_track_runs", "glue_figure", "isa_frame",
+    "ablation_frame", "availability_note", "data_overview", "design_track_runs", "eval_length_groups", "glue_figure", "isa_frame",
     "length_frame", "length_summary", "missing_cells", "missing_statements", "mixture_table", "notebook_setup", "parameters_profile",
     "profile_findings", "profile_runs", "refuse_profile_file", "show", "side_by_side", "subset_profile",
     "track_runs", "truncation_note", "truncation_statements",
@@ -437,6 +437,23 @@ def length_summary(lengths: pd.DataFrame) -> pd.DataFrame:
     chars = lengths.groupby(["track", "part"], sort=False)["chars"]
     return pd.DataFrame({"pairs": chars.size(), "mean (characters)": chars.mean(),
                          "median (characters)": chars.median(), "longest (characters)": chars.max()})
+
+
+def eval_length_groups(data: Mapping[str, Any], metric: str) -> dict[str, list[str]]:
+    """The held-out pairs of a track (its ``data`` settings) split by answer length, as item ids:
+    those whose chosen answer is shorter than the rejected one and those whose chosen answer is
+    longer (equal lengths in neither). Empty when ``metric``'s items are not pairs (the gold reward
+    scores prompts)."""
+    from .evaluate import pair_item_id
+    from .experiment import load_split
+    from .tables import ITEM_FIELDS
+
+    if ITEM_FIELDS.get(metric, ("",))[0] != "pairs":
+        return {}
+    _, held_out = load_split(data, 0)
+    diff = {pair_item_id(p): len(p.chosen_text) - len(p.rejected_text) for p in held_out}
+    return {"chosen shorter": [i for i, d in diff.items() if d < 0],
+            "chosen longer": [i for i, d in diff.items() if d > 0]}
 
 
 def isa_frame(sampler: Any, random_idx: Sequence[int] | None = None) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -31,9 +31,10 @@ from .inference import (Estimate, cluster_bootstrap_ci, holm, min_seeds_to_rejec
                         paired_over_seeds, welch, wilcoxon_p)
 
 __all__ = [
-    "ITEM_FIELDS", "METRIC_BASELINES", "METRIC_RANGES", "Cell", "cell_runs", "compute_table", "concat", "contrast", "cost_table",
-    "device_label", "fmt", "format_frame", "items_frame", "length_profile_frame", "loss_curves", "metric_baseline",
-    "metric_table", "paired_differences", "runs_frame", "sampler_label", "selection_cost_frame", "summarize",
+    "ITEM_FIELDS", "METRIC_BASELINES", "METRIC_RANGES", "Cell", "budget_label", "cell_runs", "compute_table", "concat",
+    "contrast", "cost_table", "device_label", "fmt", "format_frame", "item_group_contrasts", "items_frame",
+    "length_profile_frame", "loss_curves", "metric_baseline", "metric_table", "paired_differences", "runs_frame",
+    "sampler_label", "selection_cost_frame", "summarize",
 ]
 
 Cell = tuple[str, float]
@@ -325,6 +326,28 @@ def contrast(frame: pd.DataFrame, metric: str, a: Cell, b: Cell | None = None, *
         return over_items(cells)
     est = paired_over_seeds(dict(zip(ra["seed"], ra[metric].astype(float))), dict(zip(rb["seed"], rb[metric].astype(float))))
     return replace(est, note=est.note or NO_ITEMS)
+
+
+def item_group_contrasts(frame: pd.DataFrame, metric: str, a: Cell, b: Cell, items: pd.DataFrame | None,
+                         groups: Mapping[str, Collection[str]]) -> dict[str, Estimate]:
+    """Cell ``a`` minus cell ``b`` (:func:`contrast`, per item) on each group of evaluation items
+    (name -> item ids) and, for two groups, their difference under the name ``"first − second"``: the
+    per-item contrast weighted by +C/n₁ on the first group's items and −C/n₂ on the second's (C = n₁ + n₂),
+    so that the same clustered estimator (seeds crossed with prompts) gives its interval. Empty when
+    the runs stored no per-item outcomes (a split needs them)."""
+    if items is None or items.empty or not groups:
+        return {}
+    out = {name: contrast(frame, metric, a, b, items=items[items["id"].isin(set(ids))]) for name, ids in groups.items()}
+    if len(groups) == 2:
+        (first, ids1), (second, ids2) = groups.items()
+        ids1, ids2 = set(ids1), set(ids2)
+        both = items[items["id"].isin(ids1 | ids2)]
+        n1, n2 = both.loc[both["id"].isin(ids1), "id"].nunique(), both.loc[both["id"].isin(ids2), "id"].nunique()
+        if n1 and n2:
+            weight = np.where(both["id"].isin(ids1), (n1 + n2) / n1, -(n1 + n2) / n2)
+            weighted = both.assign(value=both["value"] * weight, untrained=both["untrained"] * weight)
+            out[f"{first} − {second}"] = contrast(frame, metric, a, b, items=weighted)
+    return {name: est for name, est in out.items() if est.method.startswith("per item")}
 
 
 # ----------------------------------------------------------------------------- summaries
