@@ -44,22 +44,13 @@ endif
 
 # Train every grid cell of a profile that the run store lacks (hours on a CPU for `default`;
 # resumable: stored runs are never recomputed). `make book` afterwards renders them. A profile with a
-# design runs it in stages (effalign.design.staged_grids): the primary grids' internal-pilot seeds, then
-# the primary seeds the pilot rule gives from those records, then the other grids one at a time in the
-# design's order (so a budget that runs out cuts the last secondary grids first).
-# RUN_ARGS go to every `effalign run`: RUN_ARGS="--threads 1 --stop-after 2h" starts no run after 2 h per
-# stage call; a call stopped with runs left exits 75 and the later stages wait for the next `make experiments`.
+# design runs in its order (effalign.schedule): the primary grids' internal-pilot seeds, then the primary
+# seeds the pilot rule gives from those records, then the other grids in the design's order (so a budget
+# that runs out cuts the last secondary grids first). RUN_ARGS go to `effalign experiments`, e.g.
+# RUN_ARGS="--workers 2 --threads 1 --within 2h30m" (two one-thread workers; start only runs that fit in
+# 2.5 h; exit status 75 while runs are left, so the next `make experiments` goes on).
 experiments: $(STAMP)
-	@for stage in pilot primary secondary; do \
-	  rm -rf _build/grids/$(PROFILE); \
-	  grids=$$($(PY) -c "from effalign.grids import export_grids; print(' '.join(str(p) for p in export_grids('$(PROFILE)', '_build/grids/$(PROFILE)', device='$(DEVICE)', stage='$$stage', store='$(EXPERIMENTS)')))") || exit 1; \
-	  echo "== stage $$stage: $$grids"; \
-	  if [ $$stage = secondary ]; then \
-	    for g in $$grids; do $(PY) -m effalign run --grid $$g --store $(EXPERIMENTS) $(RUN_ARGS) || exit $$?; done; \
-	  elif [ -n "$$grids" ]; then \
-	    $(PY) -m effalign run $$(for g in $$grids; do printf -- '--grid %s ' $$g; done) --store $(EXPERIMENTS) $(RUN_ARGS) || exit $$?; \
-	  fi; \
-	done
+	$(PY) -m effalign experiments --profile $(PROFILE) --store $(EXPERIMENTS) --device $(DEVICE) $(RUN_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py

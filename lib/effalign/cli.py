@@ -285,11 +285,12 @@ def run_context(grids: Sequence[dict[str, Any]], args: argparse.Namespace) -> An
 EXIT_RUNS_LEFT = 75
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``90m``, ``2h30m``, ``45s`` or ``5400`` (seconds); ArgumentError if not."""
+def parse_duration(text: str, option: str = "--stop-after") -> float:
+    """Seconds in a duration such as ``90m``, ``2h30m``, ``45s`` or ``5400`` (seconds); ArgumentError
+    naming ``option`` if not."""
     match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
     if not text.strip() or match is None or not any(match.groups()):
-        raise ArgumentError(f"argument --stop-after: not a duration such as 90m, 2h30m or 5400s, got {text!r}")
+        raise ArgumentError(f"argument {option}: not a duration such as 90m, 2h30m or 5400s, got {text!r}")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
 
@@ -359,6 +360,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiments(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ArgumentError(f"argument --workers: must be at least 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise ArgumentError(f"argument --threads: must be at least 1, got {args.threads}")
+    within = parse_duration(args.within, "--within") if args.within is not None else None
+    from .book import NOTEBOOK_DIR, load_profile, repo_dir
+    from .schedule import left_text, profile_work, run_schedule
+
+    profile = load_profile(args.profile)
+    store = Path(args.store) if args.store else (repo_dir() / NOTEBOOK_DIR / Path(profile["common"].get("store", "../results")))
+    store = store.expanduser().resolve()
+    device = args.device or ("cuda" if _cuda_available() else "cpu")
+    print(f"profile {profile['profile']}: missing runs into {store}, {args.workers} worker(s)"
+          + (f" with {args.threads} thread(s) each" if args.threads else "")
+          + (f", starting runs that fit in {args.within}" if within is not None else ""))
+    report = run_schedule(lambda: profile_work(profile, device=device, store=store), store, workers=args.workers,
+                          threads=args.threads, within_s=within, log_dir=args.logs)
+    print(f"{len(report.stored)} run(s) stored now; {left_text(report)}")
+    if report.failed:
+        return 1
+    return EXIT_RUNS_LEFT if report.left else 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _cmd_rerun(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ArgumentError(f"argument --threads: must be at least 1, got {args.threads}")
@@ -391,8 +422,8 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 DESCRIPTION = """effalign: data-efficient DPO alignment, reproduced (arXiv 2411.10545).
 
 Commands: info, materialise, select (export a sampled subset), run / rerun (experiment grids),
-book (execute the notebooks with a profile and render the book), parameters (one notebook's
-papermill parameters from a profile), testbed build. `effalign COMMAND --help` shows each one's
+experiments (a profile's missing runs, several workers), book (execute the notebooks with a profile
+and render the book), parameters (one notebook's papermill parameters from a profile), testbed build. `effalign COMMAND --help` shows each one's
 options and examples. Everything runs offline with the aliases hh-harmless, testbed (data) and
 smollm2-135m-instruct, tiny-random (policies); telemetry to the Hugging Face hub is off."""
 
@@ -439,6 +470,15 @@ examples:
   python -m effalign run --grid g.yaml --shard 0/2                            # machine A of two
   python -m effalign run --grid g.yaml --save-model aligned/ --report-to tensorboard
   python -m effalign run --grid g.yaml --dry-run                              # the run keys: stored or to run""",
+    "experiments": """The profile's grids in the order to run them (with a design: the primary contrast's pilot seeds, the
+seeds the pilot rule gives once those are stored, then the secondary grids in the design's order),
+read again before every launch; each worker trains one missing cell at a time, and a cell another
+process is computing is left to it. Stored runs are never trained again.
+
+examples:
+  python -m effalign experiments                                        # default profile, one worker
+  python -m effalign experiments --workers 2 --threads 1 --within 2h30m # a 2-core machine, a session limit
+  python -m effalign experiments --profile my.yaml --store my-results""",
     "rerun": """example:
   python -m effalign rerun 193b5db502517c2f                      # an HH cell of results/
   python -m effalign rerun KEY --store my-results --metric gen_reward --save-model aligned""",
@@ -545,6 +585,22 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         "carried fingerprints included); run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
+
+    p = command("experiments", "train a profile's missing runs with several workers and a time limit, in the "
+                               "design's order")
+    p.add_argument("--profile", default="default", help="a profile name or a .yaml file of your own (as for book)")
+    p.add_argument("--store", default=None, help="result store folder (default: the profile's store)")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once, one process each (default: 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker (default: all cores)")
+    p.add_argument("--within", default=None, metavar="DURATION",
+                   help="start a run only while its typical time (the median stored run of its grid, else of "
+                        "its experiment) fits in what is left of DURATION (90m, 2h30m); exit status 75 while "
+                        "runs are left")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"],
+                   help="the device whose grids to run (default: cuda when available)")
+    p.add_argument("--logs", default="_build/experiment-logs", metavar="DIR",
+                   help="each run's output and one-cell grid file, by run key (default: %(default)s)")
+    p.set_defaults(func=_cmd_experiments)
 
     p = command("rerun", "re-run one stored run from scratch and print the stored and new metric")
     p.add_argument("key", help="the run key (16 hex digits) of a stored record")

@@ -28,9 +28,8 @@ from .book import load_profile
 
 __all__ = [
     "DEFAULT_ARM", "ablation_grid", "ablation_samplers", "arm_of", "design_pair_grids", "equal_compute_arms",
-    "export_grids", "full_grid",
-    "full_vs_subset_grids", "gpu_dpo_grids", "make_grid", "notebook_grids", "sampler_grid", "scaling_grid",
-    "scaling_grids", "track_grids",
+    "export_grids", "full_grid", "full_vs_subset_grids", "gpu_dpo_grids", "make_grid", "notebook_grids",
+    "sampler_grid", "scaling_grid", "scaling_grids", "stage_grids", "track_grids",
 ]
 
 #: The name of the scaling arm of a profile without ``scaling_arms``: its own training settings.
@@ -242,6 +241,26 @@ def notebook_grids(profile: str | Mapping[str, Any], device: str = "cuda",
     return grids
 
 
+def stage_grids(profile: str | Mapping[str, Any], stage: str | None = None, *, device: str = "cuda",
+                store: str | Path = "results") -> dict[str, dict[str, Any]]:
+    """A profile's grids in the order to run them (:func:`notebook_grids`), or one ``stage``'s
+    (:data:`effalign.design.STAGES`): with a design, its primary grids cut to the internal pilot's seeds
+    (``pilot``) or to the seeds the pilot rule gives from the records in ``store`` (``primary``), then
+    every other grid (``secondary``); without one, every grid is ``secondary``."""
+    from .design import STAGES, staged_grids
+
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    grids = notebook_grids(prof, device)
+    if stage is None:
+        return grids
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    if not prof["common"].get("design"):
+        return grids if stage == "secondary" else {}
+    staged = staged_grids(prof, stage, store)
+    return staged if stage != "secondary" else {**staged, **{n: g for n, g in grids.items() if n.startswith("gpu_dpo")}}
+
+
 def export_grids(profile: str, out_dir: str | Path, device: str = "cuda", stage: str | None = None,
                  store: str | Path = "results") -> list[Path]:
     """Write the notebooks' grids of a profile as grid files ``<name>.yaml`` (names as in
@@ -250,18 +269,7 @@ def export_grids(profile: str, out_dir: str | Path, device: str = "cuda", stage:
     (:data:`effalign.design.STAGES`) only that stage's grids: with a design, the primary grids cut to the
     internal pilot's seeds (``pilot``) or to the seeds the pilot rule gives from the records in ``store``
     (``primary``), then every other grid (``secondary``); without one, every grid is ``secondary``."""
-    from .design import STAGES, staged_grids
-
-    prof = load_profile(profile)
-    grids = notebook_grids(prof, device)
-    if stage is not None:
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
-        if prof["common"].get("design"):
-            staged = staged_grids(prof, stage, store)
-            grids = staged if stage != "secondary" else {**staged, **{n: g for n, g in grids.items() if n.startswith("gpu_dpo")}}
-        else:
-            grids = grids if stage == "secondary" else {}
+    grids = stage_grids(profile, stage, device=device, store=store)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
