@@ -87,3 +87,19 @@ def test_experiments_command_refuses_bad_options():
                           (["--within", "soon"], "--within: not a duration")):
         out = subprocess.run([sys.executable, "-m", "effalign", "experiments", *args], capture_output=True, text=True)
         assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_a_cell_claimed_in_the_launch_window_is_left_to_its_holder_not_failed(tmp_path, monkeypatch):
+    work = [("tiny", grid(tmp_path, "tiny", ["random"], [0]))]
+    spec = next(s for s in expand_grid(work[0][1]) if s.budget is None)
+    store = ResultStore(tmp_path / "store")
+    for s in expand_grid(work[0][1]):
+        if s.key != spec.key:
+            store_run(store, s, 1.0)
+    claim = store.claim(spec.key)  # held by this (live) process, but unseen when the cell is chosen
+    monkeypatch.setattr(ResultStore, "in_flight", lambda self, stale_after=0: {})
+    lines: list[str] = []
+    report = run_schedule(lambda: work, store.path, log_dir=tmp_path / "logs", poll_s=0.2, say=lines.append)
+    claim.release()
+    assert report.failed == {} and report.stored == [] and report.left == 1, lines
+    assert "is being computed by another process" in lines[-1]

@@ -140,6 +140,7 @@ def run_schedule(work: Callable[[], Work], store: str | Path, *, workers: int = 
     running: list[_Worker] = []
     report = ScheduleReport()
     looked = False  # the work was searched since the last change and had nothing to start
+    others: set[str] = set()  # cells another process took between the choice and the launch
     try:
         while True:
             for w in [w for w in running if w.process.poll() is not None]:
@@ -150,6 +151,10 @@ def run_schedule(work: Callable[[], Work], store: str | Path, *, workers: int = 
                     report.stored.append(w.cell.spec.key)
                     say(f"[{time.strftime('%H:%M:%S')}] stored {w.cell.grid} {_describe(w.cell.spec)} in "
                         f"{_minutes(took)}")
+                elif w.process.returncode == 0:  # another process claimed the cell first: it is left to it
+                    others.add(w.cell.spec.key)
+                    say(f"[{time.strftime('%H:%M:%S')}] {w.cell.grid} {_describe(w.cell.spec)} is being computed "
+                        "by another process")
                 else:
                     report.failed[w.cell.spec.key] = str(w.log)
                     say(f"[{time.strftime('%H:%M:%S')}] FAILED {w.cell.grid} {_describe(w.cell.spec)} (exit "
@@ -158,7 +163,8 @@ def run_schedule(work: Callable[[], Work], store: str | Path, *, workers: int = 
             cell = None
             if len(running) < workers and not looked and (remaining is None or remaining > 0):
                 busy = {w.cell.spec.key for w in running}
-                cell = next_cell(work(), result_store, busy=busy, remaining_s=remaining, skip=set(report.failed))
+                cell = next_cell(work(), result_store, busy=busy, remaining_s=remaining,
+                                 skip=set(report.failed) | others)
                 looked = cell is None and bool(running)  # search again when a worker ends (none runs: stop)
             if cell is not None:
                 running.append(_launch(cell, store, threads, logs))
