@@ -82,6 +82,15 @@ def test_two_workers_train_every_cell_once_then_a_deadline_starts_nothing(tmp_pa
     assert report.stored == [] and report.left == 2
 
 
+def test_experiments_command_plans_a_profile_and_exits_75_while_runs_are_left(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "effalign", "experiments", "--profile", "smoke", "--store",
+                          str(tmp_path / "store"), "--within", "0s", "--logs", str(tmp_path / "logs")],
+                         capture_output=True, text=True)
+    assert out.returncode == 75, out.stderr
+    assert f"profile smoke: missing runs into {tmp_path / 'store'}" in out.stdout
+    assert "0 run(s) stored now" in out.stdout and "run(s) left for a later call" in out.stdout
+
+
 def test_experiments_command_refuses_bad_options():
     for args, message in ((["--workers", "0"], "--workers: must be at least 1"),
                           (["--within", "soon"], "--within: not a duration")):
