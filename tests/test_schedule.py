@@ -57,6 +57,10 @@ def test_next_cell_follows_the_work_order_seed_major_and_skips_stored_claimed_bu
     assert next_cell(work, store, remaining_s=1000.0).grid == "second"
     assert typical_seconds(grid(tmp_path, "b", ["random"], [5]), store) == 900.0, "no own run: its experiment's"
     assert next_cell(work, store, skip={s.key for s in expand_grid(second)}) is None
+    whole = next(s for s in expand_grid(second) if s.budget is None)
+    store_run(store, next(s for s in expand_grid(grid(tmp_path, "b", ["random"], [5])) if s.budget is None), 3000.0)
+    assert typical_seconds(second, store, whole) == 3000.0, "a whole-pool cell is timed by whole-pool runs"
+    assert next_cell(work, store, remaining_s=1000.0) is None
 
 
 def test_cell_grid_runs_exactly_the_cell(tmp_path):

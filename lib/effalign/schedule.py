@@ -7,8 +7,8 @@ order). Each free worker gets the first cell of that list that is neither stored
 as a one-cell grid for ``python -m effalign run``, so a worker never waits for a stage it cannot start
 and the pilot rule changes the plan as soon as its seeds are stored.
 
-With a time limit (``within_s``), a cell is started only when its grid's typical run time (the median
-stored run of the same grid, else of the same experiment) fits into the time left, so a session that
+With a time limit (``within_s``), a cell is started only when its typical run time (the median stored
+run of the same size, else of the same grid or experiment: :func:`typical_seconds`) fits into the time left, so a session that
 ends at a known time runs the cheaper cells last instead of starting a run it cannot finish.
 """
 
@@ -68,35 +68,33 @@ def profile_work(profile: str | Mapping[str, Any], *, device: str = "cpu", store
     return work
 
 
-def typical_seconds(grid: Mapping[str, Any], store: ResultStore) -> float | None:
-    """The median run time of the grid's stored runs, else of every stored run of its experiment;
-    None when neither has one."""
+def typical_seconds(grid: Mapping[str, Any], store: ResultStore, spec: RunSpec | None = None) -> float | None:
+    """The median stored run time of the most similar runs: the grid's runs with ``spec``'s budget, the
+    experiment's runs with that budget, the grid's runs, then every run of its experiment (a whole-pool
+    cell is timed by whole-pool runs, not by the small subsets of its grid); None when none is stored."""
     keys = {s.key for s in expand_grid(grid)}
-    records = store.records(grid["experiment"])
-    own = [r["timings"]["seconds"] for r in records if r["key"] in keys and "seconds" in r.get("timings", {})]
-    every = [r["timings"]["seconds"] for r in records if "seconds" in r.get("timings", {})]
-    for values in (own, every):
-        if values:
-            return float(statistics.median(values))
+    timed = [r for r in store.records(grid["experiment"]) if "seconds" in r.get("timings", {})]
+    same = [r for r in timed if spec is not None and r["spec"].get("budget") == spec.budget]
+    for group in ([r for r in same if r["key"] in keys], same, [r for r in timed if r["key"] in keys], timed):
+        if group:
+            return float(statistics.median(r["timings"]["seconds"] for r in group))
     return None
 
 
 def next_cell(work: Work, store: ResultStore, *, busy: set[str] = frozenset(), remaining_s: float | None = None,
               skip: set[str] = frozenset()) -> Cell | None:
     """The first cell of ``work`` that is not stored, not claimed by a live process, not ``busy`` (just
-    handed to a worker) nor ``skip`` (failed), and whose grid's typical run fits in ``remaining_s``
-    (a grid with no stored run fits); None when there is none."""
+    handed to a worker) nor ``skip`` (failed), and whose typical run (:func:`typical_seconds`) fits in
+    ``remaining_s`` (a cell with no similar stored run fits); None when there is none."""
     claimed = set(store.in_flight())
     for name, grid in work:
         pending = sorted((s for s in missing_specs(expand_grid(grid), store)
                           if s.key not in claimed and s.key not in busy and s.key not in skip),
                          key=lambda s: s.seed)  # seed-major, as `effalign run`: whole seeds first
-        if not pending:
-            continue
-        expected = typical_seconds(grid, store)
-        if remaining_s is not None and expected is not None and expected > remaining_s:
-            continue
-        return Cell(name, grid, pending[0], expected)
+        for spec in pending:
+            expected = typical_seconds(grid, store, spec)
+            if remaining_s is None or expected is None or expected <= remaining_s:
+                return Cell(name, grid, spec, expected)
     return None
 
 
