@@ -259,8 +259,13 @@ def papermill_parameters(profile: str, notebook: str, root: Path | None = None,
         raise BookError(f"no notebook named {notebook!r} in {root / NOTEBOOK_DIR}; known: {known}")
     params = notebook_parameters(load_profile(profile, root), notebook, declared_parameters(path), overrides)
     if "store" in params:
-        params["store"] = str((root / NOTEBOOK_DIR / Path(params["store"]).expanduser()).resolve())
+        params["store"] = str(store_path(params["store"], root))
     return params
+
+
+def store_path(store: str | Path, root: Path | None = None) -> Path:
+    """A profile's ``store`` setting as an absolute path (relative settings are relative to notebooks/)."""
+    return ((root or repo_dir()) / NOTEBOOK_DIR / Path(store).expanduser()).resolve()
 
 
 OFFLINE_ENV = {

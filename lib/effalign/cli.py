@@ -366,12 +366,12 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ArgumentError(f"argument --threads: must be at least 1, got {args.threads}")
     within = parse_duration(args.within, "--within") if args.within is not None else None
-    from .book import NOTEBOOK_DIR, load_profile, repo_dir
+    from .book import load_profile, store_path
     from .schedule import left_text, profile_work, run_schedule
 
     profile = load_profile(args.profile)
-    store = Path(args.store) if args.store else (repo_dir() / NOTEBOOK_DIR / Path(profile["common"].get("store", "../results")))
-    store = store.expanduser().resolve()
+    store = (Path(args.store).expanduser().resolve() if args.store
+             else store_path(profile["common"].get("store", "../results")))
     device = args.device or ("cuda" if _cuda_available() else "cpu")
     print(f"profile {profile['profile']}: missing runs into {store}, {args.workers} worker(s)"
           + (f" with {args.threads} thread(s) each" if args.threads else "")
@@ -423,9 +423,10 @@ DESCRIPTION = """effalign: data-efficient DPO alignment, reproduced (arXiv 2411.
 
 Commands: info, materialise, select (export a sampled subset), run / rerun (experiment grids),
 experiments (a profile's missing runs, several workers), book (execute the notebooks with a profile
-and render the book), parameters (one notebook's papermill parameters from a profile), testbed build. `effalign COMMAND --help` shows each one's
-options and examples. Everything runs offline with the aliases hh-harmless, testbed (data) and
-smollm2-135m-instruct, tiny-random (policies); telemetry to the Hugging Face hub is off."""
+and render the book), parameters (one notebook's papermill parameters from a profile), testbed build.
+`effalign COMMAND --help` shows each one's options and examples. Everything runs offline with the
+aliases hh-harmless, testbed (data) and smollm2-135m-instruct, tiny-random (policies); telemetry to
+the Hugging Face hub is off."""
 
 EPILOGS = {
     "main": """examples:
@@ -470,9 +471,9 @@ examples:
   python -m effalign run --grid g.yaml --shard 0/2                            # machine A of two
   python -m effalign run --grid g.yaml --save-model aligned/ --report-to tensorboard
   python -m effalign run --grid g.yaml --dry-run                              # the run keys: stored or to run""",
-    "experiments": """The profile's grids in the order to run them (with a design: the primary contrast's pilot seeds, the
-seeds the pilot rule gives once those are stored, then the secondary grids in the design's order),
-read again before every launch; each worker trains one missing cell at a time, and a cell another
+    "experiments": """The profile's grids in the order to run them (with a design: the primary contrast's pilot
+seeds, the seeds the pilot rule gives once those are stored, then the secondary grids in the design's
+order), read again before every launch; each worker trains one missing cell at a time, and a cell another
 process is computing is left to it. Stored runs are never trained again.
 
 examples:
@@ -593,9 +594,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="runs trained at once, one process each (default: 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker (default: all cores)")
     p.add_argument("--within", default=None, metavar="DURATION",
-                   help="start a run only while its typical time (the median stored run of its grid, else of "
-                        "its experiment) fits in what is left of DURATION (90m, 2h30m); exit status 75 while "
-                        "runs are left")
+                   help="start a run only while its typical time (the median stored run of the same size, else "
+                        "of its grid or experiment) fits in what is left of DURATION (90m, 2h30m); exit status "
+                        "75 while runs are left")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"],
                    help="the device whose grids to run (default: cuda when available)")
     p.add_argument("--logs", default="_build/experiment-logs", metavar="DIR",

@@ -280,7 +280,8 @@ class PilotRule:
         need = "more than " + str(self.max_seeds) if self.needed is None else str(self.needed)
         return (f"{head}: SD of the paired difference {fmt(self.sd)}; {fmt(self.power, 'pct')} power at "
                 f"{fmt(self.effect)} (two-sided paired t, α = {self.alpha:g}) needs {need} seeds; clamped to "
-                f"{self.min_seeds}–{self.max_seeds}: **{self.seeds} seeds**, whose MDE at the pilot's SD is {fmt(self.mde)}.")
+                f"{self.min_seeds}–{self.max_seeds}: **{self.seeds} seeds**, whose MDE at the pilot's SD is "
+                f"{fmt(self.mde)}.")
 
 
 def seeds_needed(records: Sequence[Mapping[str, Any]], *, track: str, metric: str, sampler: str, baseline: str,

@@ -532,7 +532,8 @@ def length_split_statements(split: Mapping[str, Estimate], groups: Mapping[str, 
         return ["No split by answer length: this track's metric scores answers to prompts, not held-out pairs."]
     if len(split) < 3:
         return ["No split by answer length: the runs of the primary contrast stored no per-item outcomes."]
-    (short, long_), both = list(groups), f"{list(groups)[0]} − {list(groups)[1]}"
+    short, long_ = groups
+    both = f"{short} − {long_}"  # the name item_group_contrasts gives the difference
 
     def text(e: Estimate) -> str:
         lo, hi = e.interval(level)

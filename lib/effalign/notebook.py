@@ -3,8 +3,8 @@ runs of a profile's grids as frames for the findings.
 
 - :func:`notebook_setup`, :func:`show`: one style, no progress bars or known warnings in the book;
   :func:`glue_figure`: a figure shown here and on another page of the book (the scorecard);
-- :func:`data_overview`, :func:`length_frame`, :func:`length_summary`, :func:`isa_frame`, :func:`mixture_table`,
-  :func:`subset_profile`, :func:`side_by_side`: the data sets and what ISA sees in them;
+- :func:`data_overview`, :func:`length_frame`, :func:`length_summary`, :func:`isa_frame`,
+  :func:`mixture_table`, :func:`subset_profile`, :func:`side_by_side`: the data sets and what ISA sees in them;
 - :func:`track_runs`, :func:`design_track_runs`, :func:`profile_runs`, :func:`profile_findings`: stored
   (or, in the experiment chapters, newly trained) runs of a track's grids (legacy or the profile's
   design) as :class:`~effalign.findings.TrackRuns`, and the findings of a whole profile (the findings
@@ -42,10 +42,10 @@ from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
 
 __all__ = [
-    "ablation_frame", "availability_note", "data_overview", "design_track_runs", "eval_length_groups", "glue_figure", "isa_frame",
-    "length_frame", "length_summary", "missing_cells", "missing_statements", "mixture_table", "notebook_setup", "parameters_profile",
-    "profile_findings", "profile_runs", "refuse_profile_file", "show", "side_by_side", "subset_profile",
-    "track_runs", "truncation_note", "truncation_statements",
+    "ablation_frame", "availability_note", "data_overview", "design_track_runs", "eval_length_groups", "glue_figure",
+    "isa_frame", "length_frame", "length_summary", "missing_cells", "missing_statements", "mixture_table",
+    "notebook_setup", "parameters_profile", "profile_findings", "profile_runs", "refuse_profile_file", "show",
+    "side_by_side", "subset_profile", "track_runs", "truncation_note", "truncation_statements",
 ]
 
 _QUIET = (r".*gradient_checkpointing.*", r".*torch_dtype.*deprecated.*", r".*`resume_download` is deprecated.*",

@@ -8,8 +8,9 @@ as a one-cell grid for ``python -m effalign run``, so a worker never waits for a
 and the pilot rule changes the plan as soon as its seeds are stored.
 
 With a time limit (``within_s``), a cell is started only when its typical run time (the median stored
-run of the same size, else of the same grid or experiment: :func:`typical_seconds`) fits into the time left, so a session that
-ends at a known time runs the cheaper cells last instead of starting a run it cannot finish.
+run of the same size, else of the same grid or experiment: :func:`typical_seconds`) fits into the time
+left, so a session that ends at a known time runs the cheaper cells last instead of starting a run it
+cannot finish.
 """
 
 from __future__ import annotations
@@ -72,8 +73,15 @@ def typical_seconds(grid: Mapping[str, Any], store: ResultStore, spec: RunSpec |
     """The median stored run time of the most similar runs: the grid's runs with ``spec``'s budget, the
     experiment's runs with that budget, the grid's runs, then every run of its experiment (a whole-pool
     cell is timed by whole-pool runs, not by the small subsets of its grid); None when none is stored."""
-    keys = {s.key for s in expand_grid(grid)}
-    timed = [r for r in store.records(grid["experiment"]) if "seconds" in r.get("timings", {})]
+    return _typical({s.key for s in expand_grid(grid)}, _timed(grid, store), spec)
+
+
+def _timed(grid: Mapping[str, Any], store: ResultStore) -> list[dict[str, Any]]:
+    """The stored records of the grid's experiment that carry a run time."""
+    return [r for r in store.records(grid["experiment"]) if "seconds" in r.get("timings", {})]
+
+
+def _typical(keys: set[str], timed: Sequence[Mapping[str, Any]], spec: RunSpec | None) -> float | None:
     same = [r for r in timed if spec is not None and r["spec"].get("budget") == spec.budget]
     for group in ([r for r in same if r["key"] in keys], same, [r for r in timed if r["key"] in keys], timed):
         if group:
@@ -88,11 +96,13 @@ def next_cell(work: Work, store: ResultStore, *, busy: set[str] = frozenset(), r
     ``remaining_s`` (a cell with no similar stored run fits); None when there is none."""
     claimed = set(store.in_flight())
     for name, grid in work:
-        pending = sorted((s for s in missing_specs(expand_grid(grid), store)
+        specs = expand_grid(grid)
+        pending = sorted((s for s in missing_specs(specs, store)
                           if s.key not in claimed and s.key not in busy and s.key not in skip),
                          key=lambda s: s.seed)  # seed-major, as `effalign run`: whole seeds first
+        keys, timed = {s.key for s in specs}, _timed(grid, store) if pending else []
         for spec in pending:
-            expected = typical_seconds(grid, store, spec)
+            expected = _typical(keys, timed, spec)
             if remaining_s is None or expected is None or expected <= remaining_s:
                 return Cell(name, grid, spec, expected)
     return None

@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .tables import budget_label, fmt
+from .tables import budget_label, fmt, format_frame
 
 __all__ = ["Examples", "Exercises", "ablation_statements", "arm_labels", "cost_view", "example_pairs",
            "exercise_command", "exercise_cost", "findings_exercises", "fit_view", "gains_view",
@@ -303,8 +303,6 @@ def reader_frame(frame: Any, *, index: Sequence[str] = (), styles: Mapping[str, 
     first shown once per group when there are several), every number through :func:`effalign.tables.fmt`
     in the style its column name implies (:func:`effalign.tables.format_frame`; ``styles`` overrides),
     no row index."""
-    from .tables import format_frame
-
     out = frame.infer_objects()
     if index:
         out = out.rename_axis(list(index)).reset_index()
