@@ -474,6 +474,7 @@ def test_item_group_contrasts_split_a_length_effect_and_say_what_they_show():
     assert lo < 0.5 < hi and lo > 0, "covers the true difference of 0.5 and excludes zero"
     text = findings.length_split_statements(split, groups, "isa", "random")[0]
     assert text.startswith("Exploratory") and "on the 120 held-out pairs" in text and "excludes zero" in text
+    assert f"MDE at 80% power {tables.fmt(split['chosen shorter − chosen longer'].mde(0.05, 0.8))}" in text
     # without per-item outcomes, or for a metric that scores prompts, there is no split and the sentence says why
     assert tables.item_group_contrasts(frame, "pref_margin", ("isa", 0.1), ("random", 0.1), None, groups) == {}
     assert "stored no per-item outcomes" in findings.length_split_statements({}, groups, "isa", "random")[0]

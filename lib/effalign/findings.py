@@ -522,7 +522,8 @@ def length_statements(frame: pd.DataFrame, baseline: str, tolerance: float = 0.1
 
 
 def length_split_statements(split: Mapping[str, Estimate], groups: Mapping[str, Sequence[str]], sampler: str,
-                            baseline: str, *, level: float = 0.95) -> list[str]:
+                            baseline: str, *, level: float = 0.95, alpha: float = 0.05, power: float = 0.8
+                            ) -> list[str]:
     """Exploratory, not a rule: ``sampler`` − ``baseline`` on the held-out pairs whose chosen answer is
     shorter than the rejected one and on those where it is longer, and the difference between the two
     (:func:`effalign.tables.item_group_contrasts` over ``groups`` of
@@ -549,7 +550,7 @@ def length_split_statements(split: Mapping[str, Estimate], groups: Mapping[str, 
             f"and {text(split[long_])} on the {fmt(len(groups[long_]), 'int')} whose chosen answer is longer. A "
             f"selector that teaches the policy to prefer shorter answers gains on the first and loses on the "
             f"second; the difference between the two is {text(diff)}, p = {fmt(diff.p_value(), 'p')}, "
-            f"{diff.n_seeds} seeds. {reading}"]
+            f"{diff.n_seeds} seeds, MDE at {power:.0%} power {fmt(diff.mde(alpha, power))}. {reading}"]
 
 
 def selector_frame(f: TrackFindings, runs: TrackRuns) -> pd.DataFrame:
