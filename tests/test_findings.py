@@ -241,6 +241,11 @@ def test_track_findings_end_to_end():
     assert f.scaling["default"].ok and f.scaling["default"].report.bounds == (0.0, 1.0)
     sat = f.saturation["default"]
     assert 2 <= sat["n95"] <= 100 and sat["n95_lo"] <= sat["n95"] <= sat["n95_hi"]
+    assert "4 seeds)" in sat["sentence"]
+    itemised = track_records(isa_shift=0.08, with_items=True)  # per-item outcomes give one seed an interval
+    seed0 = tables.runs_frame(itemised).query("seed == 0 and label in ['random', 'full']")
+    one = findings.saturation(seed0, "pref_accuracy", plan, items=tables.items_frame(itemised, "pref_accuracy"))
+    assert "1 seed)" in one["sentence"]
     text = findings.claim_statements(f)
     assert [re.search(r"rule ([PES])", t).group(1) for t in text[:3]] == ["P", "E", "S"]
     assert all("MDE" in t for t in text[:3])
@@ -259,6 +264,8 @@ def test_track_findings_use_items_when_stored():
     f = findings.track_findings("hh", AnalysisPlan(primary_metric={"hh": "pref_accuracy"}), runs, n_boot=0)
     assert f.sampler.estimate.method.startswith("per item, clustered by prompt")
     assert f.sampler.estimate.n_clusters > 1
+    # one curve per arm, and each fit's sentence says which arm it is (several arms print one after another)
+    assert f.scaling["default"].arm == "default" and "(default arm)" in f.scaling["default"].verdict()
 
 
 def test_findings_on_the_stored_records_say_what_they_support():
@@ -378,6 +385,9 @@ def test_one_seed_never_decides_a_verdict():
     two = Estimate(value=0.5, se=0.01, df=999, n_seeds=2, n_clusters=1000, method="per item")
     assert sampler_verdict(one, PLAN).verdict == "not resolved"
     assert "run-to-run noise is not measured" in sampler_verdict(one, PLAN).reason
+    noted = Estimate(value=0.5, se=0.01, df=999, n_seeds=1, n_clusters=1000, method="per item",
+                     note="one seed: run-to-run noise is not in this interval")
+    assert sampler_verdict(noted, PLAN).sentence().count("run-to-run noise") == 1  # said once, not twice
     assert subset_verdict(one, 0.02, PLAN).verdict == "not resolved"
     assert sampler_verdict(two, PLAN).verdict == "holds"
     assert subset_verdict(two, 0.02, PLAN).verdict == "holds"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,10 +56,16 @@ class ScalingOutcome:
     reason: str = ""
     sizes: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
+    arm: str = ""  #: the training arm whose runs were fitted ("" when unnamed)
 
     @property
     def ok(self) -> bool:
         return self.report is not None
+
+    @property
+    def subject(self) -> str:
+        """The metric, with the arm when one is named (a track's findings fit one curve per arm)."""
+        return f"{self.metric} ({self.arm} arm)" if self.arm else self.metric
 
     def table(self) -> pd.DataFrame:
         """One row per form (empty without a fit)."""
@@ -72,18 +78,18 @@ class ScalingOutcome:
     def verdict(self) -> str:
         """Is a plateau identified? (descriptive, rule F)"""
         if not self.ok:
-            return f"No curve fit for {self.metric}: {self.reason.rstrip('.')}."
+            return f"No curve fit for {self.subject}: {self.reason.rstrip('.')}."
         r = self.report
         lo, hi = r.bounds
         missing = [f"{k} is not identified inside [{lo:g}, {hi:g}] ({', '.join(r.fits[k].at_bound)} at a bound)"
                    for k in ("exp_plateau", "power_law") if k in r.fits and r.fits[k].success and not r.fits[k].identified]
         if r.best is None:
-            return f"For {self.metric} no form is identified by the data (rule F): " + "; ".join(missing) + "."
+            return f"For {self.subject} no form is identified by the data (rule F): " + "; ".join(missing) + "."
         w = r.fits[r.best].akaike_weight
         if r.forms[r.best].plateau_param is not None:
-            return (f"For {self.metric} the favoured identified form is {r.best} (Akaike weight {w:.3f}, rule F): "
+            return (f"For {self.subject} the favoured identified form is {r.best} (Akaike weight {w:.3f}, rule F): "
                     f"a plateau at {fmt(r.plateau())}.")
-        head = f"For {self.metric} no plateau is identified (rule F): the favoured identified form is {r.best} " \
+        head = f"For {self.subject} no plateau is identified (rule F): the favoured identified form is {r.best} " \
                f"(Akaike weight {w:.3f}), which has no plateau"
         return head + ("; " + "; ".join(missing) if missing else "") + "."
 
@@ -113,13 +119,14 @@ def _size_means(frame: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[st
 
 
 def scaling_outcome(frame: pd.DataFrame | None, metric: str, *, n_boot: int = 200, seed: int = 0,
-                    level: float = 0.95) -> ScalingOutcome:
+                    level: float = 0.95, arm: str = "") -> ScalingOutcome:
     """Fit the scaling forms to the per-size means of ``metric`` with their standard errors, inside the
-    metric's range (:data:`effalign.tables.METRIC_RANGES`). Never raises for data reasons."""
+    metric's range (:data:`effalign.tables.METRIC_RANGES`); ``arm`` names the runs' training arm in the
+    sentences. Never raises for data reasons."""
     if frame is None or len(frame) == 0:
-        return ScalingOutcome(metric, reason="no runs are stored for this grid yet")
+        return ScalingOutcome(metric, reason="no runs are stored for this grid yet", arm=arm)
     if metric not in frame:
-        return ScalingOutcome(metric, reason=f"the runs do not record {metric!r}")
+        return ScalingOutcome(metric, reason=f"the runs do not record {metric!r}", arm=arm)
     sizes, notes = _size_means(frame, metric)
     pool = float(frame["pool_size"].max()) if "pool_size" in frame else math.nan
     untrained = metric_baseline(frame, metric)
@@ -129,8 +136,8 @@ def scaling_outcome(frame: pd.DataFrame | None, metric: str, *, n_boot: int = 20
                           bounds=METRIC_RANGES.get(metric), untrained=untrained if np.isfinite(untrained) else None,
                           n_full=pool if np.isfinite(pool) else None, n_boot=n_boot, seed=seed, level=level)
     except ScalingError as err:
-        return ScalingOutcome(metric, reason=str(err), sizes=sizes)
-    return ScalingOutcome(metric, report=rep, sizes=sizes, notes=notes)
+        return ScalingOutcome(metric, reason=str(err), sizes=sizes, arm=arm)
+    return ScalingOutcome(metric, report=rep, sizes=sizes, notes=notes, arm=arm)
 
 
 # ----------------------------------------------------------------------------- gain and saturation (rule G)
@@ -179,8 +186,9 @@ def saturation(frame: pd.DataFrame | None, metric: str, plan: AnalysisPlan, *, i
         return out
     out.update(full_gain=full, n_full=float(n[-1]))
     lo, hi = full.interval(plan.level)
+    seeds = f"{full.n_seeds} seed" + ("s" if full.n_seeds != 1 else "")
     gain_text = f"the whole pool's gain in {metric} over the untrained policy is {fmt(full.value, 'signed')}" + \
-        (f" ({plan.level:.0%} interval {fmt(lo, 'signed')} to {fmt(hi, 'signed')}, {full.n_seeds} seeds)" if full.ok else "")
+        (f" ({plan.level:.0%} interval {fmt(lo, 'signed')} to {fmt(hi, 'signed')}, {seeds})" if full.ok else "")
     if not (full.ok and full.value > 0 and full.p_value() < plan.alpha):
         out["sentence"] = f"Rule G: {gain_text}; no gain is shown, so n95 and the saving are undefined."
         return out
@@ -315,7 +323,8 @@ def track_findings(track: str, plan: AnalysisPlan, runs: TrackRuns, *, n_boot: i
         ignore_index=True).drop_duplicates("key")
     untrained = metric_baseline(runs.all(), metric)
     outcomes = dict(outcomes or {})
-    scaling = {arm: outcomes.get(arm) or scaling_outcome(f, metric, n_boot=n_boot, level=plan.level)
+    scaling = {arm: replace(o, arm=o.arm or arm) if (o := outcomes.get(arm)) is not None
+               else scaling_outcome(f, metric, n_boot=n_boot, level=plan.level, arm=arm)
                for arm, f in runs.scaling.items()}
     arm = _plateau_arm(plan, list(runs.scaling))
     plateau = {a: plateau_finding(f, a, track, plan, equal_compute=a in equal_compute, items=items)

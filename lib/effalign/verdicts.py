@@ -243,7 +243,9 @@ class Verdict:
             if self.verdict == "not resolved" and self.effect:
                 text += (f"; at the spread these runs show, about {need} seeds would detect {fmt(self.effect)}" if need
                          else f"; more seeds alone would not detect {fmt(self.effect)} (the evaluation set is too small)")
-        notes = [n for n in [self.reason, e.note, *self.caveats] if n]
+        # a one-seed estimate's own note says what the reason already says
+        note = "" if e.n_seeds < MIN_VERDICT_SEEDS and self.reason else e.note
+        notes = [n for n in [self.reason, note, *self.caveats] if n]
         return text + "." + ("" if not notes else " " + " ".join(n[0].upper() + n[1:].rstrip(".") + "." for n in notes))
 
 
