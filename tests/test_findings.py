@@ -286,6 +286,12 @@ def test_findings_on_the_stored_records_say_what_they_support():
         for outcome in f.scaling.values():
             if outcome.ok and outcome.report.best not in ("exp_plateau", "power_law"):
                 assert "no plateau is identified" in outcome.verdict()
+    # the default design gives the equal-steps and fixed-epoch arms three sizes: their curves can never be
+    # fitted, and the chapter says so instead of waiting for runs; the converge arm has four
+    hh = result["hh"].scaling
+    for arm in ("equal_steps", "fixed_epochs"):
+        assert not hh[arm].ok and "rule P alone" in hh[arm].verdict() and "(10%, 50%, the whole pool)" in hh[arm].verdict()
+    assert "rule P alone" not in hh["converge"].verdict()
     head = findings.headline_frame(result)
     assert len(head) == 3 * len(result) and not tables.format_frame(head).to_string().lower().count("nan")
 

@@ -215,6 +215,13 @@ def runs_cells(grids: Mapping[str, Mapping[str, Any]], arm: str, fractions: Sequ
                for x in fractions)
 
 
+def arm_sizes(grids: Mapping[str, Mapping[str, Any]], arm: str) -> list[float]:
+    """The distinct shares of the pool at which one track's design grids train ``random`` in ``arm``: the
+    sizes of that arm's scaling curve (1.0: the whole pool)."""
+    return sorted({round(float(f), 6) for g in grids.values() if g["arm"] == arm and "random" in g["samplers"]
+                   for f in g["fractions"]})
+
+
 # ----------------------------------------------------------------------------- the internal pilot
 
 

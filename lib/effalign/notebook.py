@@ -33,13 +33,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .book import load_profile  # noqa: E402
-from .design import analysis_plan, design_grids, pilot_rule, planned_grids, runs_cells, track_design_grids  # noqa: E402
+from .design import analysis_plan, arm_sizes, design_grids, pilot_rule, planned_grids, runs_cells, track_design_grids  # noqa: E402
 from .design import equal_compute_arms as design_equal_compute_arms  # noqa: E402
 from .experiment import LegacyCheck, StaleRunWarning, availability, collect, expand_grid  # noqa: E402
 from .findings import AnalysisPlan, TrackFindings, TrackRuns, track_findings, truncation_statements  # noqa: E402
-from .verdicts import NOT_DESIGNED  # noqa: E402
 from .grids import arm_of, equal_compute_arms, track_grids  # noqa: E402
+from .scaling import MIN_FIT_SIZES  # noqa: E402
 from .tables import items_frame, runs_frame  # noqa: E402
+from .verdicts import NOT_DESIGNED  # noqa: E402
 
 __all__ = [
     "ablation_frame", "availability_note", "data_overview", "design_track_runs", "eval_length_groups", "glue_figure",
@@ -291,7 +292,8 @@ def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: in
 
 def _not_designed(f: TrackFindings, grids: Mapping[str, Mapping[str, Any]], primary_arm: str) -> None:
     """Say so where a claim has no runs because the design leaves its cells out of this track (rather than
-    because they are not run yet)."""
+    because they are not run yet), and where an arm's curve cannot be fitted because the design gives it
+    too few sizes (rather than because they are not all stored yet)."""
     cut = "the design has no {what} on this track (its grids' `tracks`; see the design's amendments)"
     for arm, v in f.plateau.items():
         if v.estimate is None or not np.isfinite(v.estimate.value):
@@ -301,6 +303,13 @@ def _not_designed(f: TrackFindings, grids: Mapping[str, Mapping[str, Any]], prim
     v = f.subset
     if (v.estimate is None or not np.isfinite(v.estimate.value)) and not runs_cells(grids, primary_arm, [1.0]):
         f.subset = replace(v, detail=NOT_DESIGNED, reason=cut.format(what="whole-pool runs"), caveats=[])
+    for arm, outcome in f.scaling.items():
+        sizes = arm_sizes(grids, arm)
+        if not outcome.ok and len(sizes) < MIN_FIT_SIZES:
+            shares = ", ".join("the whole pool" if s == 1 else f"{s:.0%}" for s in sizes)
+            f.scaling[arm] = replace(outcome, reason=(
+                f"the design gives this arm {len(sizes)} subset size{'s' if len(sizes) != 1 else ''} ({shares}) "
+                f"and comparing the forms needs {MIN_FIT_SIZES}, so in this arm the plateau is judged by rule P alone"))
 
 
 def missing_cells(grids: Mapping[str, Mapping[str, Any]], store: Any) -> pd.DataFrame:

@@ -42,6 +42,7 @@ __all__ = [
     "FORMS",
     "FORM_NAMES",
     "FitResult",
+    "MIN_FIT_SIZES",
     "ScalingError",
     "ScalingForm",
     "ScalingReport",
@@ -54,6 +55,8 @@ __all__ = [
     "power_law",
 ]
 
+#: the fewest distinct sizes on which the forms are fitted and compared (the plateau forms have 3 parameters)
+MIN_FIT_SIZES = 4
 MIN_GROUPS_FOR_BOOTSTRAP = 10  # a bootstrap over seeds needs at least this many seeds
 _SPAN = 10.0  # a missing side of ``bounds``: this many data spans beyond the observed values
 _BOUND_TOL = 1e-3  # a parameter within this share of its box width of a bound sits on it
@@ -279,8 +282,8 @@ def _validate(n: Any, y: Any, sigma: Any, groups: Any
                            f"{np.flatnonzero(bad)[:10].tolist()}; drop or fix them first")
     if (n_arr <= 0).any():
         raise ScalingError(f"n must be positive (numbers of training pairs); got min {n_arr.min():g}")
-    if np.unique(n_arr).size <= 3:
-        raise ScalingError(f"need at least 4 distinct n values to fit and compare the forms; got "
+    if np.unique(n_arr).size < MIN_FIT_SIZES:
+        raise ScalingError(f"need at least {MIN_FIT_SIZES} distinct n values to fit and compare the forms; got "
                            f"{np.unique(n_arr).size} distinct value(s) in {n_arr.size} point(s)")
     if np.ptp(y_arr) <= 1e-12 * max(1.0, float(np.max(np.abs(y_arr)))):
         raise ScalingError(f"y is constant ({y_arr[0]:g}): there is no scaling to fit")
