@@ -5,6 +5,7 @@ two-worker schedule of a tiny grid that trains every cell once."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,15 @@ def test_two_workers_train_every_cell_once_then_a_deadline_starts_nothing(tmp_pa
     assert report.failed == {} and report.left == 0 and len(report.stored) == 4, lines
     records = [json.loads(x) for x in (store / "tiny.jsonl").read_text().splitlines()]
     assert sorted(r["key"] for r in records) == sorted(s.key for s in expand_grid(work[0][1]))  # each once
-    assert sum("worker" in x for x in lines) == 4 and sum("stored" in x for x in lines) == 4
+    assert sum("expected" in x for x in lines) == 4 and sum("stored" in x for x in lines) == 4
+    held: set[str] = set()  # a launch takes a free place (1/2 or 2/2) and a stored run frees its own
+    for line in lines:
+        slot = re.search(r"worker (\d)/2", line).group(1)
+        if "expected" in line:
+            assert slot not in held, lines
+            held.add(slot)
+        else:
+            held.remove(slot)
     assert all((tmp_path / "logs" / f"{r['key']}.log").exists() for r in records)
     more = [("tiny", grid(tmp_path, "tiny", ["random"], [0, 1, 2]))]
     report = run_schedule(lambda: more, store, workers=2, within_s=0.0, log_dir=tmp_path / "logs", say=lines.append)

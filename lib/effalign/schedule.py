@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,7 @@ class _Worker:
     process: subprocess.Popen
     log: Path
     started: float
+    slot: int = 1  # which of the ``workers`` places it holds (1-based), for the log lines
 
 
 def _minutes(seconds: float | None) -> str:
@@ -157,15 +158,15 @@ def run_schedule(work: Callable[[], Work], store: str | Path, *, workers: int = 
                 took = time.monotonic() - w.started
                 if w.process.returncode == 0 and w.cell.spec.key in result_store.keys(w.cell.spec.experiment):
                     report.stored.append(w.cell.spec.key)
-                    say(f"[{time.strftime('%H:%M:%S')}] stored {w.cell.grid} {_describe(w.cell.spec)} in "
+                    say(f"[{time.strftime('%H:%M:%S')}] worker {w.slot}/{workers} stored {w.cell.grid} {_describe(w.cell.spec)} in "
                         f"{_minutes(took)}")
                 elif w.process.returncode == 0:  # another process claimed the cell first: it is left to it
                     others.add(w.cell.spec.key)
-                    say(f"[{time.strftime('%H:%M:%S')}] {w.cell.grid} {_describe(w.cell.spec)} is being computed "
+                    say(f"[{time.strftime('%H:%M:%S')}] worker {w.slot}/{workers}: {w.cell.grid} {_describe(w.cell.spec)} is being computed "
                         "by another process")
                 else:
                     report.failed[w.cell.spec.key] = str(w.log)
-                    say(f"[{time.strftime('%H:%M:%S')}] FAILED {w.cell.grid} {_describe(w.cell.spec)} (exit "
+                    say(f"[{time.strftime('%H:%M:%S')}] worker {w.slot}/{workers} FAILED {w.cell.grid} {_describe(w.cell.spec)} (exit "
                         f"{w.process.returncode}); its output: {w.log}")
             remaining = None if deadline is None else deadline - time.monotonic()
             cell = None
@@ -175,8 +176,9 @@ def run_schedule(work: Callable[[], Work], store: str | Path, *, workers: int = 
                                  skip=set(report.failed) | others)
                 looked = cell is None and bool(running)  # search again when a worker ends (none runs: stop)
             if cell is not None:
-                running.append(_launch(cell, store, threads, logs))
-                say(f"[{time.strftime('%H:%M:%S')}] worker {len(running)}/{workers}: {cell.grid} "
+                slot = min(set(range(1, workers + 1)) - {w.slot for w in running})
+                running.append(replace(_launch(cell, store, threads, logs), slot=slot))
+                say(f"[{time.strftime('%H:%M:%S')}] worker {slot}/{workers}: {cell.grid} "
                     f"{_describe(cell.spec)}, expected {_minutes(cell.expected_s)} (log {running[-1].log})")
                 continue
             if not running:
