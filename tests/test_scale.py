@@ -60,7 +60,8 @@ def test_pairs_seen_by_budget_mode():
 
 def test_paper_profile_design():
     """One GPU, full fine-tuning, arms as train overrides, pools drawn per seed, ≥ 8 primary seeds,
-    and each track's equal-steps arm giving every subset the whole pool's steps."""
+    each track's equal-steps arm giving every subset the whole pool's steps, and the claims' grids in the
+    converge arm (that cap with early stopping: equal steps over-fits small subsets, the CPU design found)."""
     from effalign.experiment import load_split
 
     prof = load_profile("paper")
@@ -74,10 +75,14 @@ def test_paper_profile_design():
     for name, g in grids.items():
         arm = common["tracks"][g["track"]]["arms"][g["arm"]]
         assert g["train"]["lora"] is False and g["data"]["pool_per_seed"] is True
-        assert {k: g["train"][k] for k in arm} == arm and g["train"]["budget"] in ("epochs", "steps")
+        assert {k: g["train"][k] for k in arm} == arm and g["train"]["budget"] in ("epochs", "steps", "converge")
         assert not g["data"].get("pool_size")  # the whole pool
     p = grids["hh_primary"]
     assert p["samplers"] == [primary["baseline"], primary["sampler"]] and p["fractions"] == [primary["fraction"]]
+    for t in common["tracks"]:
+        assert {grids[f"{t}_{n}"]["arm"] for n in ("primary", "full_pool", "samplers")} == {"converge"}
+        arms = common["tracks"][t]["arms"]
+        assert arms["converge"]["max_steps"] == arms["equal_steps"]["max_steps"] and common["tracks"][t]["data"]["val_size"]
     for track, spec in common["tracks"].items():
         data = {k: v for k, v in spec["data"].items() if k != "pool_per_seed"}
         try:
