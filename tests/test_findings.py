@@ -281,7 +281,7 @@ def test_findings_on_the_stored_records_say_what_they_support():
             assert f"rule {v.rule}" in text
             if v.estimate is not None and v.estimate.ok:
                 assert "MDE" in text
-            if v.verdict == "not resolved" and v.estimate is not None and v.estimate.ok:
+            if v.verdict == "not resolved" and v.estimate is not None and v.estimate.ok and v.estimate.n_seeds > 1:
                 assert "seeds would detect" in text or "more seeds alone" in text
         for outcome in f.scaling.values():
             if outcome.ok and outcome.report.best not in ("exp_plateau", "power_law"):
@@ -394,6 +394,7 @@ def test_one_seed_never_decides_a_verdict():
     noted = Estimate(value=0.5, se=0.01, df=999, n_seeds=1, n_clusters=1000, method="per item",
                      note="one seed: run-to-run noise is not in this interval")
     assert sampler_verdict(noted, PLAN).sentence().count("run-to-run noise") == 1  # said once, not twice
+    assert "seeds would detect" not in sampler_verdict(noted, PLAN, effect=0.6).sentence()  # no spread to size from
     assert subset_verdict(one, 0.02, PLAN).verdict == "not resolved"
     assert sampler_verdict(two, PLAN).verdict == "holds"
     assert subset_verdict(two, 0.02, PLAN).verdict == "holds"

@@ -240,7 +240,8 @@ class Verdict:
             if self.equivalence:
                 text += f"; the smallest margin this design shows: {fmt(e.equivalence_reach(p.alpha, p.power))}"
             need = e.seeds_needed(self.effect, p.alpha, p.power) if self.effect else None
-            if self.verdict == "not resolved" and self.effect:
+            if self.verdict == "not resolved" and self.effect and e.n_seeds >= MIN_VERDICT_SEEDS:
+                # (one seed measures no run-to-run spread, so it cannot say how many seeds would do)
                 text += (f"; at the spread these runs show, about {need} seeds would detect {fmt(self.effect)}" if need
                          else f"; more seeds alone would not detect {fmt(self.effect)} (the evaluation set is too small)")
         # a one-seed estimate's own note says what the reason already says
