@@ -296,6 +296,22 @@ def test_findings_on_the_stored_records_say_what_they_support():
     assert len(head) == 3 * len(result) and not tables.format_frame(head).to_string().lower().count("nan")
 
 
+def test_data_or_compute_sets_fixed_epochs_against_the_arm_of_exactly_equal_steps():
+    """With three arms (an equal step cap with early stopping, exactly equal steps, fixed epochs), the
+    question "data or compute?" compares fixed epochs with the arm of exactly equal steps, whatever the
+    order of the arms; without such an arm, the equal cap stands in and is named as a cap."""
+    rising = Estimate(value=0.08, se=0.005, df=20, n_seeds=4, n_clusters=500, method="per item")
+    level = Estimate(value=0.001, se=0.002, df=20, n_seeds=4, n_clusters=500, method="per item")
+    plateau = {"converge": plateau_verdict(rising, 0.02, PLAN, arm="converge"),
+               "equal_steps": plateau_verdict(level, 0.02, PLAN, arm="equal_steps"),
+               "fixed_epochs": plateau_verdict(rising, 0.02, PLAN, arm="fixed_epochs")}
+    text = findings.data_or_compute(plateau, ["converge", "equal_steps"], ["equal_steps"])
+    assert "at equal steps (equal_steps: holds" in text and "a compute effect here" in text
+    without = {a: v for a, v in plateau.items() if a != "equal_steps"}
+    text = findings.data_or_compute(without, ["converge", "equal_steps"], ["equal_steps"])
+    assert "under an equal cap of steps (converge: fails" in text and "a data effect here" in text
+
+
 def test_plateau_needs_half_the_pool_and_says_so():
     frame = runs_of({("full", 1.0): np.array([0.6, 0.61]), ("random", 0.25): np.array([0.5, 0.52])})
     v = findings.plateau_finding(frame, "default", "t", PLAN)

@@ -194,13 +194,14 @@ def analysis_plan(common: Mapping[str, Any]) -> AnalysisPlan:
     return AnalysisPlan.from_profile({**analysis, **derived}, tracks)
 
 
-def equal_compute_arms(tracks: Mapping[str, Any]) -> list[str]:
+def equal_compute_arms(tracks: Mapping[str, Any], *, exact: bool = False) -> list[str]:
     """The arms (of any track) that give every subset size the same compute budget: the same optimiser
     steps (``budget: steps``) or the same cap of steps with early stopping on the validation split
-    (``budget: converge``), so that a difference between sizes is a data effect."""
+    (``budget: converge``), so that a difference between sizes is a data effect; with ``exact``, only
+    the arms of exactly the same steps."""
     from .grids import equal_compute_arms as of_arms  # the one rule, applied to each track's arms
 
-    return sorted({name for t in tracks.values() for name in of_arms(t.get("arms"))})
+    return sorted({name for t in tracks.values() for name in of_arms(t.get("arms"), exact=exact)})
 
 
 def track_design_grids(grids: Mapping[str, Mapping[str, Any]], track: str) -> dict[str, dict[str, Any]]:

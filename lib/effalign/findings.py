@@ -258,6 +258,7 @@ class TrackFindings:
     ranks_note: str
     means: pd.DataFrame
     equal_compute: list[str] = field(default_factory=list)  # the scaling arms with an equal compute budget for every size
+    exact_steps: list[str] = field(default_factory=list)  # those of them with exactly the same steps for every size
     pilot: Any = None  # the design's pilot rule (effalign.design.PilotRule), when the profile has a design
 
     @property
@@ -267,7 +268,7 @@ class TrackFindings:
     def data_or_compute(self) -> str:
         """Is the fixed-epoch (paper's) plateau contrast a data effect or a compute effect here? Read off
         rule P in the equal-steps arm against the same contrast in the fixed-epoch arm."""
-        return data_or_compute(self.plateau, self.equal_compute)
+        return data_or_compute(self.plateau, self.equal_compute, self.exact_steps)
 
 
 def _plateau_arm(plan: AnalysisPlan, arms: Sequence[str]) -> str:
@@ -310,11 +311,12 @@ def _ranks(frame: pd.DataFrame, metric: str, fraction: float, plan: AnalysisPlan
 
 def track_findings(track: str, plan: AnalysisPlan, runs: TrackRuns, *, n_boot: int = 200,
                    outcomes: Mapping[str, ScalingOutcome] | None = None, equal_compute: Sequence[str] = (),
-                   primary_arm: str | None = None) -> TrackFindings:
+                   primary_arm: str | None = None, exact_steps: Sequence[str] = ()) -> TrackFindings:
     """Judge the three claims on one track (rules P, E, S), with the secondary comparisons (H, R) and
     the descriptive gain and fits (G, F). ``outcomes``: the scaling fits per arm when already made;
     ``equal_compute``: the arms that give every size the same optimiser steps; ``primary_arm``: the
-    arm of the sampler grid and the whole pool (a design's primary arm; None: the profile's training).
+    arm of the sampler grid and the whole pool (a design's primary arm; None: the profile's training);
+    ``exact_steps``: the equal-compute arms of exactly the same steps (read first by :func:`data_or_compute`).
     Rules E and S read only the sampler grid and the whole pool (``runs.samplers`` and ``runs.full``),
     never another arm's runs of the same cell."""
     metric, items = plan.metric(track), runs.items
@@ -345,28 +347,33 @@ def track_findings(track: str, plan: AnalysisPlan, runs: TrackRuns, *, n_boot: i
                          saturation={a: saturation(f, metric, plan, items=items) for a, f in runs.scaling.items()},
                          plateau=plateau, plateau_arm=arm, subset=subset, sampler=sampler, secondary=secondary,
                          ranks=ranks, ranks_note=ranks_note, means=summarize(frame, metric, level=plan.level),
-                         equal_compute=[a for a in runs.scaling if a in equal_compute])
+                         equal_compute=[a for a in runs.scaling if a in equal_compute],
+                         exact_steps=[a for a in runs.scaling if a in exact_steps])
 
 
 # ----------------------------------------------------------------------------- sentences and tables
 
 
-def data_or_compute(plateau: Mapping[str, Verdict], equal_compute: Sequence[str]) -> str:
+def data_or_compute(plateau: Mapping[str, Verdict], equal_compute: Sequence[str], exact_steps: Sequence[str] = ()
+                    ) -> str:
     """One sentence: whether y(N) − y(N/2) under fixed epochs (more data *and* more steps) is matched at
     equal steps (more data only: a data effect) or vanishes there (a compute effect), by rule P in each
-    arm; "not resolved" when either contrast is."""
+    arm; "not resolved" when either contrast is. The equal side is an arm of exactly the same steps
+    (``exact_steps``) where there is one, else the first equal-compute arm (an equal cap of steps)."""
     equal = [a for a in plateau if a in equal_compute]
+    equal.sort(key=lambda a: a not in exact_steps)
     fixed = [a for a in plateau if a not in equal_compute]
     if not equal or not fixed:
         return "Data or compute: the design has no pair of equal-steps and fixed-epoch arms to compare."
     e, f = plateau[equal[0]], plateau[fixed[0]]
+    at_equal = "at equal steps" if equal[0] in exact_steps or not exact_steps else "under an equal cap of steps"
     est = [v.estimate for v in (e, f)]
     if any(x is None or not x.ok for x in est):
         missing = [a for a, x in zip((equal[0], fixed[0]), est) if x is None or not x.ok]
         return (f"Data or compute: not resolved; the contrast y(N) − y(N/2) has no interval yet in the "
                 f"{' and '.join(missing)} arm{'s' if len(missing) > 1 else ''}.")
     head = (f"Data or compute: y(N) − y(N/2) is {fmt(f.estimate.value, 'signed')} with fixed epochs ({fixed[0]}: "
-            f"{f.verdict}{', ' + f.detail if f.detail else ''}) and {fmt(e.estimate.value, 'signed')} at equal steps "
+            f"{f.verdict}{', ' + f.detail if f.detail else ''}) and {fmt(e.estimate.value, 'signed')} {at_equal} "
             f"({equal[0]}: {e.verdict}{', ' + e.detail if e.detail else ''})")
     rising_fixed, rising_equal = f.detail == "still rising", e.detail == "still rising"
     if rising_fixed and e.verdict == "holds":

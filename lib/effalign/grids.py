@@ -149,10 +149,12 @@ def track_grids(track: str, spec: Mapping[str, Any], *, model: str, train: Mappi
     return out
 
 
-def equal_compute_arms(arms: Mapping[str, Mapping[str, Any] | None] | None) -> list[str]:
+def equal_compute_arms(arms: Mapping[str, Mapping[str, Any] | None] | None, *, exact: bool = False) -> list[str]:
     """The scaling arms that give every subset size the same compute budget (``budget: steps``, or
-    ``budget: converge``: the same cap of steps with early stopping on the validation split)."""
-    return [name for name, o in (arms or {}).items() if (o or {}).get("budget") in ("steps", "converge")]
+    ``budget: converge``: the same cap of steps with early stopping on the validation split); with
+    ``exact``, only those that give every size exactly the same optimiser steps (``budget: steps``)."""
+    budgets = ("steps",) if exact else ("steps", "converge")
+    return [name for name, o in (arms or {}).items() if (o or {}).get("budget") in budgets]
 
 
 def arm_of(grid_name: str) -> str | None:

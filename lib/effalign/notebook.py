@@ -278,12 +278,16 @@ def profile_findings(profile: str | Mapping[str, Any], store: Any, *, n_boot: in
     runs = dict(runs) if runs is not None else profile_runs(prof, store, root)
     if not c.get("design"):
         equal = equal_compute_arms(c.get("scaling_arms"))
-        return plan, {name: track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal) for name, r in runs.items()}
+        exact = equal_compute_arms(c.get("scaling_arms"), exact=True)
+        return plan, {name: track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal, exact_steps=exact)
+                      for name, r in runs.items()}
     equal = design_equal_compute_arms(c["tracks"])
+    exact = design_equal_compute_arms(c["tracks"], exact=True)
     built = design_grids(prof)
     out = {}
     for name, r in runs.items():
-        f = track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal, primary_arm=plan.plateau_arm)
+        f = track_findings(name, plan, r, n_boot=n_boot, equal_compute=equal, primary_arm=plan.plateau_arm,
+                           exact_steps=exact)
         f.pilot = pilot_rule(c, name, r.primary_records())
         _not_designed(f, track_design_grids(built, name), plan.plateau_arm)
         out[name] = f
