@@ -453,6 +453,9 @@ def test_staged_grids_run_the_pilot_then_the_rule_seeds_then_the_rest(monkeypatc
     assert "hh_samplers" in secondary and "testbed_samplers" not in secondary
     with pytest.raises(ValueError, match="unknown stage"):
         staged_grids(prof, "later", "unused")
+    no_pilot = {**prof, "common": {**c, "design": {**c["design"], "primary": {**c["design"]["primary"], "pilot_seeds": 0}}}}
+    assert staged_grids(no_pilot, "pilot", "unused") == {}  # no internal pilot: no pilot stage, all seeds primary
+    assert all(len(g["seeds"]) == 40 for g in staged_grids(no_pilot, "primary", "unused").values())
     c["design"]["grids"]["samplers"]["tracks"] = ["elsewhere"]  # a track this profile leaves out: no grid
     assert not any(n.endswith("_samplers") for n in design_grids(prof))
 

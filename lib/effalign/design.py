@@ -111,9 +111,10 @@ def planned_grids(profile: Mapping[str, Any], store: Any) -> dict[str, dict[str,
 
 def staged_grids(profile: Mapping[str, Any], stage: str, store: str | Path) -> dict[str, dict[str, Any]]:
     """The design's grids for one stage of running it (``make experiments`` runs them in this order):
-    ``pilot``: each track's primary grid cut to its internal-pilot seeds; ``primary``: each track's
-    primary grid cut to the seeds its pilot rule gives from the records in ``store`` (the pilot seeds
-    again while the pilot is incomplete; every seed when the design has no internal pilot);
+    ``pilot``: each track's primary grid cut to its internal-pilot seeds (none when the design has no
+    internal pilot); ``primary``: each track's primary grid cut to the seeds its pilot rule gives from the
+    records in ``store`` (the pilot seeds again while the pilot is incomplete; every seed when the design
+    has no internal pilot);
     ``secondary``: the other grids, in the design's order."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
@@ -122,6 +123,8 @@ def staged_grids(profile: Mapping[str, Any], stage: str, store: str | Path) -> d
     if stage == "secondary":
         return {name: g for name, g in grids.items() if name not in primary}
     pilot = int(primary_of(profile["common"]["design"])["pilot_seeds"])
+    if stage == "pilot" and not pilot:
+        return {}
     out = {}
     for name in (n for n in grids if n in primary):
         g = grids[name]
