@@ -227,7 +227,7 @@ def test_metric_table_concat_cost_and_curves():
     assert len(curves) == 4 and set(curves.columns) >= {"label", "step", "loss", "seconds"}
     assert tables.loss_curves([]).empty
     text = findings.cost_statements(runs, "pref_accuracy")
-    assert text[0].startswith("The full pool") and "10% of the pool" in text[1] and "of its training seconds" in text[1]
+    assert text[0].startswith("The full pool") and "10% of the pool" in text[1] and "of the whole pool's device-hours" in text[1]
     assert "not stored" in findings.cost_statements(runs[1:], "pref_accuracy")[0]
     assert "produced on" in findings.device_statements(runs)[0] and "No runs" in findings.device_statements([])[0]
     frame = tables.runs_frame([record("random", 5, 0, gen_reward=0.3, gen_ref_reward=0.2)])

@@ -511,9 +511,9 @@ def cost_statements(records: Sequence[Mapping[str, Any]], metric: str, full_labe
         train = row["train_s"] / full["train_s"] if full["train_s"] else math.nan
         tokens = (row["tokens"] or 0) / full["tokens"] if full["tokens"] else math.nan
         out.append(f"{row['label']} on {fmt(row['n_train'], 'int')} pairs ({fmt(row['n_train'] / full['n_train'], 'pct')} "
-                   f"of the pool) used {fmt(hours, 'pct')} of its device-hours (the evaluation, the same for both, "
-                   f"included), {fmt(train, 'pct')} of its training seconds and {fmt(tokens, 'pct')} of its training "
-                   f"tokens, and reached {metric} {fmt(rec['metrics'].get(metric))}.")
+                   f"of the pool) took {fmt(hours, 'pct')} of the whole pool's device-hours (the evaluation, the same "
+                   f"for both, included), {fmt(train, 'pct')} of its training seconds and {fmt(tokens, 'pct')} of its "
+                   f"training tokens, and reached {metric} {fmt(rec['metrics'].get(metric))}.")
     return out
 
 
