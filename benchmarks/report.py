@@ -304,10 +304,10 @@ def headline_section(profile: str = "default") -> str:
              "Means over seeds:", "", _markdown(tables.format_frame(findings.means_frame(result))), ""]
     for name, f in result.items():
         fits = [o.verdict() for o in f.scaling.values()]
-        gains = [s["sentence"] for s in f.saturation.values()]
-        lines += [f"**{name}**: " + " ".join(findings.claim_statements(f) + fits + gains), ""]
-    lines += ["**Closing note**: " + " ".join(findings.closing_statements(result, runs)), "",
-              "**Still missing**: " + " ".join(notebook.missing_statements(cells, notes=False)), ""]
+        gains = [f"{arm} arm: {s['sentence']}" for arm, s in f.saturation.items()]
+        lines += [f"**{name}**:", ""] + [f"- {s}" for s in findings.claim_statements(f) + fits + gains] + [""]
+    lines += ["**Closing note**:", ""] + [f"- {s}" for s in findings.closing_statements(result, runs)] + [""]
+    lines += ["**Still missing**:", ""] + [f"- {s}" for s in notebook.missing_statements(cells, notes=False)] + [""]
     return "\n".join(lines)
 
 
