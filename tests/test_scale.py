@@ -58,6 +58,24 @@ def test_pairs_seen_by_budget_mode():
         compute.pairs_seen({"budget": "forever"}, 10)
 
 
+def test_converge_runs_pay_for_their_validation_losses():
+    """An early-stopping run evaluates the validation split every val_every steps up to its cap; the
+    other budgets once at the end, and nothing without a validation split."""
+    size = compute.TrackSize(pool_pairs=1000, eval_pairs=500, tokens_per_pair=100.0)
+    rate = compute.Throughput(device="test", train_tokens_per_s=1e4, forward_tokens_per_s=1e5,
+                              generate_tokens_per_s=1e3, setup_s=0.0)
+    converge = {"budget": "converge", "max_steps": 69, "val_every": 7, "batch_size": 32}
+    steps = {"budget": "steps", "max_steps": 69, "batch_size": 32}
+    data = {"val_size": 200}
+    assert compute.validations(converge) == 10 and compute.validations(steps) == 1
+    with_val = compute.cell_seconds(converge, {}, data, 100, size, rate)
+    assert with_val["validate"] == pytest.approx(10 * 200 * 100 / 1e5)
+    assert with_val["train"] == compute.cell_seconds(steps, {}, data, 100, size, rate)["train"]  # the same cap
+    assert compute.cell_seconds(steps, {}, {}, 100, size, rate)["validate"] == 0
+    assert compute.val_pairs({"val_size": 0.25, "pool_size": 600}, 1000) == 150  # a share of the pool
+    assert compute.val_pairs({"val_size": 0.1}, 1000) == 100
+
+
 def test_paper_profile_design():
     """One GPU, full fine-tuning, arms as train overrides, pools drawn per seed, ≥ 8 primary seeds,
     each track's equal-steps arm giving every subset the whole pool's steps, and the claims' grids in the

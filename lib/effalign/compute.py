@@ -19,14 +19,19 @@ second over the device's dense bf16 peak (:func:`device_peak_flops`).
 
     seconds = Σ_cells [ setup_s
                         + pairs_seen · tokens_per_pair(track) / train_tokens_per_s
+                        + validations · val_pairs · tokens_per_pair(track) / forward_tokens_per_s
                         + eval_pairs · tokens_per_pair(track) / forward_tokens_per_s
                         + gen_prompts · (1 + kl_samples) · max_new_tokens / generate_tokens_per_s ]
-            + Σ_(track, pool seed) pool_pairs · tokens_per_pair(track) / forward_tokens_per_s
+            + Σ_(track, pool seed) (pool_pairs + val_pairs) · tokens_per_pair(track) / forward_tokens_per_s
 
 ``pairs_seen`` is ``budget · epochs`` for the fixed-epoch arm and ``max_steps · batch_size ·
-grad_accum`` for the equal-steps arm (the cap for ``converge``); the last sum is the reference
-log-probs of each pool, computed once (cached). Generation is counted at its token limit (an
-upper bound) and selection (embeddings and samplers, CPU) is left out.
+grad_accum`` for the equal-steps arm (the cap for ``converge``); ``validations`` is
+``ceil(max_steps / val_every)`` for ``converge`` (the validation split's DPO loss every ``val_every``
+steps) and 1 otherwise (once, at the end), over the ``data.val_size`` validation pairs (none without
+them); the last sum is the reference log-probs of each pool and its validation split, computed once
+(cached). Training and validation under ``converge`` and generation are counted at their limits (upper
+bounds: early stopping and shorter answers only make a run cheaper), and selection (embeddings and
+samplers, CPU) is left out.
 """
 
 from __future__ import annotations
@@ -173,6 +178,23 @@ def track_size(data: Mapping[str, Any], max_prompt_tokens: int, max_completion_t
     return TrackSize(len(pool), len(ev), sum(t.n_tokens for t in tokenized) / max(1, len(tokenized)))
 
 
+def validations(train: Mapping[str, Any]) -> int:
+    """Evaluations of the validation split in one run (see the module docstring): every ``val_every``
+    steps up to the cap under ``converge``, else once at the end."""
+    if train.get("budget") == "converge":
+        return math.ceil(int(train["max_steps"]) / int(train.get("val_every") or 10))
+    return 1
+
+
+def val_pairs(data: Mapping[str, Any], pool_pairs: int) -> int:
+    """The validation pairs of a track's ``data``: ``val_size`` as a count, or as a share (below 1) of
+    ``pool_size`` (of the whole pool when it has none); 0 without a validation split."""
+    v = data.get("val_size")
+    if not v:
+        return 0
+    return int(v) if float(v) >= 1 else round(float(v) * int(data.get("pool_size") or pool_pairs))
+
+
 def cell_seconds(train: Mapping[str, Any], eval_: Mapping[str, Any], data: Mapping[str, Any], n_train: int,
                  size: TrackSize, rate: Throughput) -> dict[str, float]:
     """GPU seconds of one run, by part (see the module docstring)."""
@@ -183,6 +205,8 @@ def cell_seconds(train: Mapping[str, Any], eval_: Mapping[str, Any], data: Mappi
     return {
         "setup": rate.setup_s,
         "train": pairs_seen(train, n_train) * size.tokens_per_pair / rate.train_tokens_per_s,
+        "validate": validations(train) * val_pairs(data, size.pool_pairs) * size.tokens_per_pair
+        / rate.forward_tokens_per_s,
         "evaluate": size.eval_pairs * size.tokens_per_pair / rate.forward_tokens_per_s,
         "generate": gen / rate.generate_tokens_per_s,
     }
@@ -192,13 +216,16 @@ def estimate_design_seconds(grids: Mapping[str, Mapping[str, Any]], sizes: Mappi
                             rate: Throughput) -> dict[str, Any]:
     """GPU seconds of every cell of ``grids`` (grid mappings as ``python -m effalign run`` takes
     them, each with a ``track`` naming its entry in ``sizes``), by part and by grid, plus the
-    reference log-probs of each distinct pool. Cells shared by several grids count once."""
+    reference log-probs of each distinct pool (and its validation split). Cells shared by several grids
+    count once."""
     seen: set[str] = set()
     pools: set[tuple[str, int]] = set()
-    parts = {"setup": 0.0, "train": 0.0, "evaluate": 0.0, "generate": 0.0}
+    val: dict[str, int] = {}  # validation pairs per track (their reference log-probs come with the pool's)
+    parts = {"setup": 0.0, "train": 0.0, "validate": 0.0, "evaluate": 0.0, "generate": 0.0}
     by_grid: dict[str, float] = {}
     for name, grid in grids.items():
         size = sizes[grid["track"]]
+        val[grid["track"]] = max(val.get(grid["track"], 0), val_pairs(grid["data"], size.pool_pairs))
         by_grid[name] = 0.0
         for spec in grid_cells(grid, size.pool_pairs):
             if spec.key in seen:
@@ -210,7 +237,8 @@ def estimate_design_seconds(grids: Mapping[str, Mapping[str, Any]], sizes: Mappi
             for k, v in cost.items():
                 parts[k] += v
             by_grid[name] += sum(cost.values())
-    parts["reference"] = sum(sizes[t].pool_pairs * sizes[t].tokens_per_pair for t, _ in pools) / rate.forward_tokens_per_s
+    parts["reference"] = sum((sizes[t].pool_pairs + val.get(t, 0)) * sizes[t].tokens_per_pair
+                             for t, _ in pools) / rate.forward_tokens_per_s
     total = sum(parts.values())
     return {"device": rate.device, "cells": len(seen), "pools": len(pools), "seconds": round(total, 1),
             "gpu_hours": round(total / 3600, 2), "by_part_s": {k: round(v, 1) for k, v in parts.items()},
