@@ -282,7 +282,7 @@ def test_findings_on_the_stored_records_say_what_they_support():
             if v.estimate is not None and v.estimate.ok:
                 assert "MDE" in text
             if v.verdict == "not resolved" and v.estimate is not None and v.estimate.ok and v.estimate.n_seeds > 1:
-                assert "seeds would detect" in text or "more seeds alone" in text
+                assert "seeds would detect" in text or "more seeds alone" in text or "had the power" in text
         for outcome in f.scaling.values():
             if outcome.ok and outcome.report.best not in ("exp_plateau", "power_law"):
                 assert "no plateau is identified" in outcome.verdict()
@@ -411,6 +411,11 @@ def test_one_seed_never_decides_a_verdict():
                      note="one seed: run-to-run noise is not in this interval")
     assert sampler_verdict(noted, PLAN).sentence().count("run-to-run noise") == 1  # said once, not twice
     assert "seeds would detect" not in sampler_verdict(noted, PLAN, effect=0.6).sentence()  # no spread to size from
+    # powered for the effect of interest and not significant: say so, and whether the interval excludes it
+    null = Estimate(value=0.001, se=0.005, df=11, n_seeds=12, n_clusters=400, method="per item", var_seed=12 * 0.005**2)
+    text = sampler_verdict(null, PLAN, effect=0.03).sentence()
+    assert "not resolved" in text and "had the power to detect 0.030" in text and "excludes ±0.030" in text
+    assert "seeds would detect" not in text
     assert subset_verdict(one, 0.02, PLAN).verdict == "not resolved"
     assert sampler_verdict(two, PLAN).verdict == "holds"
     assert subset_verdict(two, 0.02, PLAN).verdict == "holds"
