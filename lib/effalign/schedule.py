@@ -156,18 +156,17 @@ def run_schedule(work: Callable[[], Work], store: str | Path, *, workers: int = 
                 running.remove(w)
                 looked = False
                 took = time.monotonic() - w.started
+                who, what = f"[{time.strftime('%H:%M:%S')}] worker {w.slot}/{workers}", \
+                    f"{w.cell.grid} {_describe(w.cell.spec)}"
                 if w.process.returncode == 0 and w.cell.spec.key in result_store.keys(w.cell.spec.experiment):
                     report.stored.append(w.cell.spec.key)
-                    say(f"[{time.strftime('%H:%M:%S')}] worker {w.slot}/{workers} stored {w.cell.grid} {_describe(w.cell.spec)} in "
-                        f"{_minutes(took)}")
+                    say(f"{who} stored {what} in {_minutes(took)}")
                 elif w.process.returncode == 0:  # another process claimed the cell first: it is left to it
                     others.add(w.cell.spec.key)
-                    say(f"[{time.strftime('%H:%M:%S')}] worker {w.slot}/{workers}: {w.cell.grid} {_describe(w.cell.spec)} is being computed "
-                        "by another process")
+                    say(f"{who}: {what} is being computed by another process")
                 else:
                     report.failed[w.cell.spec.key] = str(w.log)
-                    say(f"[{time.strftime('%H:%M:%S')}] worker {w.slot}/{workers} FAILED {w.cell.grid} {_describe(w.cell.spec)} (exit "
-                        f"{w.process.returncode}); its output: {w.log}")
+                    say(f"{who} FAILED {what} (exit {w.process.returncode}); its output: {w.log}")
             remaining = None if deadline is None else deadline - time.monotonic()
             cell = None
             if len(running) < workers and not looked and (remaining is None or remaining > 0):

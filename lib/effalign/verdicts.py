@@ -243,13 +243,13 @@ class Verdict:
             if self.verdict == "not resolved" and self.effect and e.n_seeds >= MIN_VERDICT_SEEDS:
                 # (one seed measures no run-to-run spread, so it cannot say how many seeds would do)
                 if need and need <= e.n_seeds:  # powered for the effect, and it did not show
-                    text += (f"; these {e.n_seeds} seeds had the power to detect {fmt(self.effect)} (about {need} "
-                             "would)" + (f" and the interval excludes ±{fmt(self.effect)}: no effect of that size here"
-                                         if -self.effect < lo and hi < self.effect else ""))
+                    text += f"; these {e.n_seeds} seeds had the power to detect {fmt(self.effect)} (about {need} would)"
+                    if -self.effect < lo and hi < self.effect:
+                        text += f" and the interval excludes ±{fmt(self.effect)}: no effect of that size here"
+                elif need:
+                    text += f"; at the spread these runs show, about {need} seeds would detect {fmt(self.effect)}"
                 else:
-                    text += (f"; at the spread these runs show, about {need} seeds would detect {fmt(self.effect)}"
-                             if need else
-                             f"; more seeds alone would not detect {fmt(self.effect)} (the evaluation set is too small)")
+                    text += f"; more seeds alone would not detect {fmt(self.effect)} (the evaluation set is too small)"
         # a one-seed estimate's own note says what the reason already says
         note = "" if e.n_seeds < MIN_VERDICT_SEEDS and self.reason else e.note
         notes = [n for n in [self.reason, note, *self.caveats] if n]
